@@ -1,0 +1,114 @@
+"""sqlite3 without blocking the event loop: one connection pinned to one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Generic, TypeVar
+
+__all__ = ["GroupCommit", "SqliteThread", "connect"]
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
+
+
+def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) on a 0600 WAL file."""
+    if path != ":memory:" and not os.path.exists(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SqliteThread:
+    """One connection pinned to one thread: sqlite3 calls never block the event loop."""
+
+    def __init__(self, path: str, name: str, synchronous: str) -> None:
+        self._ex = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._path = path
+        self._sync = synchronous
+        self.conn: sqlite3.Connection | None = None
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._ex, self._run, fn)
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.conn is None:
+            self.conn = connect(self._path, synchronous=self._sync)
+        return fn(self.conn)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self.call(run)
+
+    async def close(self) -> None:
+        def shut(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self.conn is not None:
+            await self.call(shut)
+            self.conn = None
+        self._ex.shutdown(wait=True)
+
+
+class GroupCommit(Generic[I, R]):
+    """Many concurrent callers, one transaction: the fsync is paid once per group.
+
+    While one transaction is being written, new submissions queue up; the next transaction
+    takes all of them. Each caller gets back its own slice of the results, or the exception
+    that rolled the group back.
+    """
+
+    def __init__(
+        self, thread: SqliteThread, work: Callable[[sqlite3.Connection, list[I]], list[R]]
+    ) -> None:
+        self._thread = thread
+        self._work = work
+        self._queue: list[tuple[list[I], asyncio.Future[list[R]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, items: list[I]) -> list[R]:
+        fut: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            flat = [item for items, _ in group for item in items]
+            try:
+                results = await self._thread.transaction(lambda c, f=flat: self._work(c, f))
+            except Exception as exc:
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            i = 0
+            for items, fut in group:
+                if not fut.done():
+                    fut.set_result(results[i : i + len(items)])
+                i += len(items)
+
+    async def wait_idle(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the demo: a local Kafka-compatible broker, fakes."""
