@@ -228,7 +228,9 @@ class _Worker:
         self._sub: Subscription | None = None
         self._retrying = AsyncRetrying(
             stop=stop_after_attempt(spec.max_attempts),
-            wait=wait_exponential_jitter(spec.backoff_initial, spec.backoff_max),
+            wait=wait_exponential_jitter(
+                multiplier=spec.backoff_initial, max=spec.backoff_max, jitter=spec.backoff_initial
+            ),
             retry=retry_if_not_exception_type((Permanent, SchemaError)),
             reraise=True,
             before_sleep=self._count_retry,
@@ -366,6 +368,7 @@ class _Worker:
             if ev.id in seen:
                 self.stats.duplicates += 1
                 continue
+            seen.add(ev.id)  # a copy later in this same batch is a duplicate too
             units.append(await self._handle(rec, ev, overlay))
             origin.append(rec)
         if units:

@@ -144,13 +144,33 @@ class Log(Protocol):
 
 def sqlite_path(url: str) -> str:
     """SQLAlchemy's convention: ``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute."""
-    rest = url.partition("://")[2]
+    rest = url.partition("://")[2].partition("?")[0]
     return rest[1:] if rest.startswith("/") else rest
 
 
+def _options(url: str) -> dict[str, float | int | str]:
+    """Tuning knobs from the URL's query string, e.g. ``?session_timeout=1.5&heartbeat=0.2``."""
+    from urllib.parse import parse_qsl
+
+    out: dict[str, float | int | str] = {}
+    for k, v in parse_qsl(url.partition("?")[2]):
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
 def open_log(url: str, *, partitions: int = 8) -> Log:
-    """``memory://``, ``sqlite:///rel/log.db`` / ``sqlite:////abs/log.db`` or ``kafka://host:port[,host:port]``."""
+    """``memory://``, ``sqlite:///rel/log.db`` / ``sqlite:////abs/log.db`` or
+    ``kafka://host:port[,host:port]``; a query string passes backend options
+    (``sqlite:///log.db?session_timeout=1.5``, ``kafka://h:9092?session_timeout_ms=6000``)."""
     scheme, _, rest = url.partition("://")
+    opts = _options(url)
+    partitions = int(opts.pop("partitions", partitions))
     if scheme == "memory":
         from fabric.log.memory import MemoryLog
 
@@ -158,9 +178,9 @@ def open_log(url: str, *, partitions: int = 8) -> Log:
     if scheme == "sqlite":
         from fabric.log.sqlite import SqliteLog
 
-        return SqliteLog(sqlite_path(url), partitions=partitions)
+        return SqliteLog(sqlite_path(url), partitions=partitions, **opts)  # type: ignore[arg-type]
     if scheme == "kafka":
         from fabric.log.kafka import KafkaLog
 
-        return KafkaLog(rest, partitions=partitions)
+        return KafkaLog(rest.partition("?")[0], partitions=partitions, **opts)  # type: ignore[arg-type]
     raise ValueError(f"unknown log URL {url!r}: use memory://, sqlite:///path or kafka://host:port")

@@ -169,37 +169,68 @@ class KafkaLog:
                 client_id=f"{self.client_id}-reader",
                 enable_auto_commit=False,
                 group_id=None,
+                fetch_max_wait_ms=100,
             )
             await self._reader.start()
         return self._reader
 
+    async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """High watermarks, confirmed by reading the last record.
+
+        Some Kafka-compatible brokers (Tansu, the test stand-in) answer ListOffsets(latest)
+        with the base offset of the last *batch* + 1. A fetch at ``reported - 1`` returns that
+        whole batch, whose last record gives the true end; on Apache Kafka it returns the one
+        last record. Either way the answer arrives at once (no waiting on an empty fetch).
+        """
+        reader = await self._get_reader()
+        reported = await reader.end_offsets(tps)
+        ends = {tp: int(off) for tp, off in reported.items()}
+        for tp in tps:
+            if ends[tp] == 0:
+                continue
+            reader.assign([tp])
+            reader.seek(tp, ends[tp] - 1)
+            got = await reader.getmany(tp, timeout_ms=2000, max_records=100_000)
+            while got.get(tp):
+                ends[tp] = max(ends[tp], got[tp][-1].offset + 1)
+                got = await reader.getmany(tp, timeout_ms=0, max_records=100_000)
+        return ends
+
     async def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
         async with self._reader_lock:
-            reader = await self._get_reader()
-            tp = TopicPartition(topic, partition)
-            end = (await reader.end_offsets([tp]))[tp]
-            if offset >= end:
-                return []
-            reader.assign([tp])
-            reader.seek(tp, offset)
-            out: list[Record] = []
-            deadline = time.monotonic() + 10
-            while len(out) < limit and time.monotonic() < deadline:
-                got = await reader.getmany(tp, timeout_ms=200, max_records=limit - len(out))
-                for r in got.get(tp, []):
-                    out.append(_record(tp, r))
-                if out and out[-1].offset + 1 >= end:
-                    break
-            return out
+            return await self._read(TopicPartition(topic, partition), offset, limit)
+
+    async def _read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
+        reader = await self._get_reader()
+        end = (await self._ends([tp]))[tp]
+        if offset >= end:
+            return []
+        reader.assign([tp])
+        reader.seek(tp, offset)
+        out: list[Record] = []
+        deadline = time.monotonic() + 30
+        while len(out) < limit and time.monotonic() < deadline:
+            got = await reader.getmany(tp, timeout_ms=500, max_records=limit - len(out))
+            out.extend(_record(tp, r) for r in got.get(tp, []) if r.offset < end)
+            if out and out[-1].offset + 1 >= end:
+                break
+        return out[:limit]
 
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
         async with self._reader_lock:
             reader = await self._get_reader()
             tp = TopicPartition(topic, partition)
             found = (await reader.offsets_for_times({tp: timestamp_ms}))[tp]
-            if found is None:
-                return int((await reader.end_offsets([tp]))[tp])
-            return int(found.offset)
+            if found is None or found.timestamp < 0:
+                return (await self._ends([tp]))[tp]
+            # Brokers may answer per batch (Tansu): step to the first record that qualifies.
+            offset = int(found.offset)
+            while batch := await self._read(tp, offset, 500):
+                for rec in batch:
+                    if rec.timestamp_ms >= timestamp_ms:
+                        return rec.offset
+                offset = batch[-1].offset + 1
+            return offset
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         async with self._reader_lock:
@@ -207,8 +238,8 @@ class KafkaLog:
             await reader.topics()  # refresh metadata
             parts = reader.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            ends = await reader.end_offsets(tps) if tps else {}
-            return {tp.partition: int(off) for tp, off in ends.items()}
+            ends = await self._ends(tps) if tps else {}
+            return {tp.partition: off for tp, off in ends.items()}
 
     async def committed(self, group: str, topic: str) -> dict[int, int]:
         # An OffsetFetch through a group-bound consumer that never subscribes (so it never

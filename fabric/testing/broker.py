@@ -50,7 +50,7 @@ def start(
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen(
         [
             _binary(),

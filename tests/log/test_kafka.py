@@ -1,0 +1,17 @@
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import kafka_url
+from tests.log.contract import LogContract
+
+pytestmark = pytest.mark.kafka
+
+
+class TestKafkaLog(LogContract):
+    @pytest.fixture(autouse=True)
+    def _address(self, kafka_address: str) -> None:
+        self.address = kafka_address
+
+    def url(self, tmp_path: Path) -> str:
+        return kafka_url(self.address)

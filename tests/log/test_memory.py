@@ -1,0 +1,10 @@
+from pathlib import Path
+
+from tests.log.contract import LogContract
+
+
+class TestMemoryLog(LogContract):
+    in_process = True
+
+    def url(self, tmp_path: Path) -> str:
+        return "memory://"
