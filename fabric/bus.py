@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fabric.events import Event, encode
+import orjson
+
+from fabric.events import Event
 from fabric.log import Log, Message
 from fabric.schemas import Registry, registry
 
@@ -20,8 +22,10 @@ class Bus:
 
     def message(self, event: Event) -> Message:
         """Validate (raises SchemaError) and route one event."""
-        etype = self.registry.check(event)
-        return Message(etype.topic, etype.key_of(event), encode(event), etype.partition_of(event))
+        obj = event.as_dict()
+        etype = self.registry.check_dict(obj)
+        value = orjson.dumps(obj)
+        return Message(etype.topic, etype.key_of(event), value, etype.partition_of(event))
 
     async def publish(self, *events: Event) -> list[tuple[int, int]]:
         return await self.log.publish_batch([self.message(e) for e in events])

@@ -73,7 +73,17 @@ class Event:
     schema_version: int = 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ENVELOPE_KEYS}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "time": self.time,
+            "subject": self.subject,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "schema_version": self.schema_version,
+            "data": self.data,
+        }
 
     def caused(
         self, type: str, data: Mapping[str, Any], *, source: str, subject: str | None = None

@@ -12,10 +12,9 @@ and ``KafkaLog`` (aiokafka, scale-out). ``open_log(url)`` picks one from a URL.
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "TP",
@@ -35,8 +34,10 @@ OnRevoke = Callable[[set[TP]], Awaitable[None]]
 """Called before partitions leave this member: finish or drop their in-flight work."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One record read from the log. A NamedTuple: replay builds hundreds of thousands a
+    second, and a tuple is several times cheaper to create than a frozen dataclass."""
+
     topic: str
     partition: int
     offset: int
@@ -49,8 +50,7 @@ class Record:
         return (self.topic, self.partition)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A record to append. ``partition`` overrides the key hash when a producer spreads work."""
 
     topic: str

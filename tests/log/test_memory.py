@@ -4,7 +4,5 @@ from tests.log.contract import LogContract
 
 
 class TestMemoryLog(LogContract):
-    in_process = True
-
     def url(self, tmp_path: Path) -> str:
         return "memory://"
