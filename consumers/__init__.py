@@ -1,25 +1,37 @@
-"""Consumers by name. Each module builds a ``fabric.runtime.Consumer`` from the settings;
-``python -m fabric consume NAME`` runs one as its own process, ``run.py`` runs a set."""
+"""Consumers by name. Each module builds a ``fabric.runtime.Consumer`` from the App (its
+settings and shared services); ``python -m fabric consume NAME`` runs one as its own
+process, ``run.py`` runs a set."""
 
 from __future__ import annotations
 
 import importlib
 
-from fabric.config import Settings
+from typing import TYPE_CHECKING
+
 from fabric.runtime import Consumer
 
-__all__ = ["REGISTRY", "load"]
+if TYPE_CHECKING:
+    from fabric.app import App
+
+__all__ = ["DEFAULT", "REGISTRY", "load"]
 
 REGISTRY: dict[str, str] = {
+    "orchestrator": "consumers.orchestrator:consumer",
+    "scheduler": "consumers.scheduler:consumer",
+    "publisher": "consumers.publisher:consumer",
+    "projector": "consumers.projector:consumer",
     "probe": "consumers.probe:consumer",
 }
 
+# what `run.py` and `fabric consume --all` start
+DEFAULT = ("orchestrator", "scheduler", "publisher", "projector")
 
-def load(name: str, settings: Settings) -> Consumer:
+
+def load(name: str, app: App) -> Consumer:
     try:
         module, _, attr = REGISTRY[name].partition(":")
     except KeyError:
         raise KeyError(f"unknown consumer {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
     factory = getattr(importlib.import_module(module), attr)
-    consumer: Consumer = factory(settings)
+    consumer: Consumer = factory(app)
     return consumer

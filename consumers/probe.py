@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from fabric.config import Settings
+from typing import Any
 from fabric.events import Event
 from fabric.runtime import Consumer, Context
 
@@ -18,5 +18,5 @@ async def handle(event: Event, ctx: Context) -> None:
     log.info("ping", extra={"seq": event.data["seq"], "event_id": event.id, "total": seen + 1})
 
 
-def consumer(settings: Settings) -> Consumer:
+def consumer(app: Any) -> Consumer:
     return Consumer("probe", ["fabric.probe"], handle, accepts=frozenset({"probe.ping"}))

@@ -144,6 +144,13 @@ class Context:
         self.emitted.append((ev, self._w.rt.bus.message(ev)))
         return ev
 
+    async def emit_now(self, type: str, data: dict[str, Any], *, subject: str | None = None) -> Event:
+        """Publish at once, outside the transaction: for progress and "started" notices,
+        which are informational, may repeat after a crash, and project idempotently."""
+        ev = self.event.caused(type, data, source=self._w.spec.name, subject=subject)
+        await self._w.rt.bus.publish(ev)
+        return ev
+
     def sql(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Stage a statement for the consumer's transaction (``?`` placeholders)."""
         self.ops.append((sql, params))
@@ -210,6 +217,24 @@ class Runtime:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def outbox_row(self, event: Event) -> OutboxRow:
+        """Validate and route an event for a Unit's outbox."""
+        msg = self.bus.message(event)
+        return OutboxRow(event.id, msg.topic, msg.key, msg.partition, msg.value)
+
+    async def transact(self, units: Sequence[Unit]) -> list[bool]:
+        """Commit units (state changes + outbox) outside any handler, then publish what
+        was new: the way background loops (the scheduler's timers) emit events safely."""
+        applied = await self.db.apply(units)
+        rows = [r for u, ok in zip(units, applied, strict=True) if ok for r in u.outbox]
+        if rows:
+            await self.publish_outbox(rows)
+        return applied
+
+    async def publish_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        await self.log.publish_batch([Message(r.topic, r.key, r.value, r.partition) for r in rows])
+        await self.db.outbox_done([r.event_id for r in rows])
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {name: dataclasses.asdict(w.stats) for name, w in self.workers.items()}

@@ -157,6 +157,8 @@ def _whole_event(
     }
     whole = dict(envelope)
     whole["$id"] = f"urn:fabric:event:{name}"
+    if "$defs" in schema:  # '#/$defs/...' references resolve against the document root
+        whole["$defs"] = schema["$defs"]
     version = {"type": "integer", "minimum": 1, "maximum": schema.get("x-schema-version", 1)}
     whole["properties"] = dict(
         envelope["properties"], type={"const": name}, schema_version=version, data=data

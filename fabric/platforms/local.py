@@ -1,0 +1,167 @@
+"""The ``local`` platform: "publishes" by copying the video and a metadata JSON into a folder.
+
+It needs no credentials, so the demo and the tests run the whole flow with it, and it is a
+documented, public test double like the other adapters' fakes. Layout:
+
+    <root>/<account>/<video_id>/video<ext>, metadata.json, interactions.json
+
+``video_id`` is derived from the task and account, so a redelivered job finds its earlier
+copy (same sha256) and returns it instead of publishing twice; the copy is written to a
+temporary name and renamed, so a crash never leaves a half video under the final name.
+
+Account settings (``fabric account add local NAME --set key=value``) inject failures for
+demos and tests: ``fail_first`` (the first N attempts of each task fail, transient),
+``fail_rate`` (a deterministic share of attempts fail, transient), ``fail_permanent``
+(every attempt fails for good), ``daily_limit`` (uploads per UTC day, then quota deferral).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fabric.platforms.base import (
+    ErrorClass,
+    Intent,
+    IntentStore,
+    InteractionJob,
+    InteractionResult,
+    PlatformError,
+    Progress,
+    PublishJob,
+    PublishResult,
+)
+from fabric.store.accounts import AccountStore
+
+__all__ = ["LocalPlatform"]
+
+_NS = uuid.UUID("1b0c52f6-3a0e-4c7f-8f0e-4c1d9a0e7b21")
+
+
+def _chance(*parts: object) -> float:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, root: Path, accounts: AccountStore, chunk: int = 8 << 20) -> None:
+        self.root = Path(root)
+        self.accounts = accounts
+        self.chunk = chunk
+
+    def _folder(self, account: str, video_id: str) -> Path:
+        return self.root / account / video_id
+
+    async def publish(
+        self, job: PublishJob, intent: Intent, intents: IntentStore, progress: Progress
+    ) -> PublishResult:
+        account = await self.accounts.require("local", job.account)
+        settings = account.settings
+        video_id = uuid.uuid5(_NS, f"{job.task_id}|{job.account}").hex[:16]
+        folder = self._folder(job.account, video_id)
+        url = f"file://{folder}"
+        meta_path = folder / "metadata.json"
+        if meta_path.exists():
+            meta = orjson.loads(meta_path.read_bytes())
+            if meta.get("sha256") == job.video_sha256:
+                return PublishResult(video_id, url, recovered=True, details={"folder": str(folder)})
+        self._inject(job, settings)
+        await self._quota(job.account, settings)
+        if not os.path.exists(job.video_path):
+            raise PlatformError(ErrorClass.PERMANENT, "video_missing",
+                                f"{job.video_path} does not exist any more")
+        intent.state.update(stage="copying", video_id=video_id)
+        await intents.save(intent)
+        folder.mkdir(parents=True, exist_ok=True)
+        ext = Path(job.video_path).suffix or ".mp4"
+        final = folder / f"video{ext}"
+        tmp = folder / f".video{ext}.part"
+        sent = await self._copy(job.video_path, tmp, job.video_size, progress)
+        os.replace(tmp, final)
+        meta = {
+            "task_id": job.task_id, "account": job.account, "video_id": video_id,
+            "title": job.title, "description": job.description, "tags": list(job.tags),
+            "privacy": job.privacy, "sha256": job.video_sha256, "size": job.video_size,
+            "file": final.name, "attempt": job.attempt,
+        }
+        part = folder / ".metadata.json.part"
+        part.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+        os.replace(part, meta_path)  # the metadata's arrival is the publish
+        intent.state.update(stage="done", video_id=video_id)
+        await intents.save(intent)
+        return PublishResult(video_id, url, bytes_sent=sent, details={"folder": str(folder)})
+
+    def _inject(self, job: PublishJob, settings: dict[str, Any]) -> None:
+        if settings.get("fail_permanent"):
+            raise PlatformError(ErrorClass.PERMANENT, "injected_permanent",
+                                f"local account {job.account} rejects every upload (fail_permanent)")
+        if job.attempt <= int(settings.get("fail_first", 0)):
+            raise PlatformError(ErrorClass.TRANSIENT, "injected_transient",
+                                f"injected failure of attempt {job.attempt} (fail_first)")
+        rate = float(settings.get("fail_rate", 0))
+        if rate and _chance(job.task_id, job.attempt) < rate:
+            raise PlatformError(ErrorClass.TRANSIENT, "injected_transient",
+                                f"injected failure of attempt {job.attempt} (fail_rate {rate})")
+
+    async def _quota(self, account: str, settings: dict[str, Any]) -> None:
+        limit = settings.get("daily_limit")
+        if limit is None:
+            return
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        folder = self.root / account
+        count = 0
+        if folder.exists():
+            for meta in folder.glob("*/metadata.json"):
+                stamp = dt.datetime.fromtimestamp(meta.stat().st_mtime, dt.UTC).date().isoformat()
+                count += stamp == today
+        if count >= int(limit):
+            reset = dt.datetime.combine(dt.date.fromisoformat(today) + dt.timedelta(days=1),
+                                        dt.time(), dt.UTC)
+            raise PlatformError(ErrorClass.QUOTA, "daily_limit",
+                                f"local account {account} published {count} of {limit} today",
+                                reset_at=reset)
+
+    async def _copy(self, src: str, dst: Path, total: int, progress: Progress) -> int:
+        done = 0
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            while True:
+                block = await asyncio.to_thread(fin.read, self.chunk)
+                if not block:
+                    break
+                fout.write(block)
+                done += len(block)
+                await progress(done, total)
+            fout.flush()
+            os.fsync(fout.fileno())
+        return done
+
+    async def interact(
+        self, job: InteractionJob, intent: Intent, intents: IntentStore
+    ) -> InteractionResult:
+        folder = self._folder(job.account, job.video_id)
+        if not (folder / "metadata.json").exists():
+            raise PlatformError(ErrorClass.PERMANENT, "video_not_found",
+                                f"no local video {job.video_id} for {job.account}")
+        path = folder / "interactions.json"
+        existing = orjson.loads(path.read_bytes()) if path.exists() else []
+        for item in existing:
+            if item["id"] == job.interaction_id:
+                return InteractionResult(item["id"], recovered=True)
+        existing.append({"id": job.interaction_id, "kind": job.kind, "content": job.content})
+        part = folder / ".interactions.json.part"
+        part.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
+        os.replace(part, path)
+        return InteractionResult(job.interaction_id)
+
+    async def close(self) -> None:
+        return None
+

@@ -1,0 +1,1 @@
+"""The task lifecycle: state (``evolve``), decisions (``decide``) and ingress validation."""

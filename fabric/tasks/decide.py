@@ -1,0 +1,322 @@
+"""``decide``: what the orchestrator does about one event, as a pure function.
+
+Inputs are the state before and after ``evolve`` of the event, the event, and facts the
+handler gathered with I/O beforehand (the ingress ``Verdict``); the output is a list of
+events to emit. No clock, no randomness: backoff jitter is derived from the task id, and
+times from event times, so the same inputs always give the same decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from fabric.events import Event
+from fabric.tasks.state import (
+    TargetState,
+    TaskState,
+    can_retry,
+    illegal,
+    interaction_id,
+    interaction_kinds,
+    target_key,
+)
+from fabric.timeutil import parse, wire
+
+__all__ = ["COMMANDS", "Emit", "Policy", "Verdict", "backoff", "can_retry", "decide"]
+
+COMMANDS = frozenset({"task.cancel_requested", "task.reschedule_requested", "task.retry_requested"})
+CANCELLABLE = frozenset({"pending", "scheduled", "retry_scheduled", "deferred"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Emit:
+    type: str
+    data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    max_retries: int = 3
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    past_grace_s: float = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The outcome of ingress validation (files, accounts, limits), gathered with I/O."""
+
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+    video: Mapping[str, Any] | None = None
+    due_at: str | None = None
+
+
+def backoff(task_id: str, n: int, policy: Policy) -> float:
+    """Exponential backoff with jitter in [50 %, 100 %], deterministic per task and retry."""
+    digest = hashlib.blake2b(f"{task_id}:{n}".encode(), digest_size=8).digest()
+    jitter = 0.5 + 0.5 * int.from_bytes(digest, "big") / 2**64
+    return min(policy.retry_max_s, policy.retry_base_s * 2 ** (n - 1)) * jitter
+
+
+def _at(time: str, seconds: float) -> str:
+    return wire(parse(time) + dt.timedelta(seconds=seconds))
+
+
+def publish_request(state: TaskState, target: TargetState, attempt: int) -> Emit:
+    spec = state.spec
+    assert state.video is not None
+    return Emit(
+        "publish.requested",
+        {
+            "target": target.target,
+            "account_key": target.key,
+            "attempt": attempt,
+            "video": dict(state.video),
+            "title": spec.get("title", ""),
+            "description": spec.get("description", ""),
+            "tags": list(spec.get("tags", [])),
+            "privacy": spec.get("privacy", "private"),
+            "thumbnail": spec.get("thumbnail"),
+            "playlist_id": spec.get("playlist_id"),
+            "options": dict(spec.get("options", {})),
+        },
+    )
+
+
+def _start(state: TaskState, targets: list[TargetState]) -> list[Emit]:
+    return [
+        Emit("task.started", {"stage": "publishing", "targets": [t.target for t in targets]}),
+        *(publish_request(state, t, t.attempts + 1) for t in targets),
+    ]
+
+
+def _finish(state: TaskState) -> list[Emit]:
+    """task.completed / task.failed once every target is done."""
+    if state.terminal or not state.targets or not all(t.done for t in state.targets.values()):
+        return []
+    targets = sorted(state.targets.values(), key=lambda t: t.key)
+    if all(t.status == "published" for t in targets):
+        return [
+            Emit(
+                "task.completed",
+                {
+                    "uploads": [
+                        {
+                            "platform": t.platform,
+                            "account": t.account,
+                            "video_id": t.video_id or "",
+                            "url": t.url or "",
+                        }
+                        for t in targets
+                    ]
+                },
+            )
+        ]
+    failed = [t for t in targets if t.status == "failed"]
+    first = failed[0].error or {}
+    return [
+        Emit(
+            "task.failed",
+            {
+                "code": str(first.get("code", "failed")),
+                "message": "; ".join(
+                    f"{t.key}: {(t.error or {}).get('message', 'failed')}" for t in failed
+                ),
+                "targets": [
+                    {
+                        "platform": t.platform,
+                        "account": t.account,
+                        "status": t.status,
+                        "video_id": t.video_id,
+                        "url": t.url,
+                        "error": dict(t.error) if t.error and t.status == "failed" else None,
+                    }
+                    for t in targets
+                ],
+            },
+        )
+    ]
+
+
+def _rejected(command: str, code: str, message: str) -> list[Emit]:
+    return [Emit("task.command_rejected", {"command": command, "code": code, "message": message})]
+
+
+def decide(
+    before: TaskState | None,
+    after: TaskState | None,
+    event: Event,
+    *,
+    policy: Policy,
+    verdict: Verdict | None = None,
+) -> list[Emit]:
+    kind = event.type
+    data = event.data
+    problem = illegal(before, event)
+    if problem is not None:
+        return _rejected(kind, "illegal_transition", problem) if kind in COMMANDS else []
+    assert after is not None
+    if kind == "task.created":
+        assert verdict is not None, "task.created needs the ingress verdict"
+        if not verdict.ok:
+            return [
+                Emit(
+                    "task.rejected",
+                    {
+                        "code": verdict.code or "invalid",
+                        "message": verdict.message or "invalid task",
+                        "field": verdict.field,
+                    },
+                )
+            ]
+        timer = f"{after.task_id}:due:1"
+        assert verdict.due_at is not None and verdict.video is not None
+        retries = int(after.spec.get("max_retries", policy.max_retries))
+        return [
+            Emit(
+                "task.accepted",
+                {"video": dict(verdict.video), "due_at": verdict.due_at, "max_retries": retries},
+            ),
+            Emit(
+                "timer.set",
+                {"timer_id": timer, "due_at": verdict.due_at, "purpose": "due", "target": None},
+            ),
+            Emit("task.scheduled", {"due_at": verdict.due_at, "timer_id": timer}),
+        ]
+    if kind == "timer.fired":
+        assert before is not None
+        if data["timer_id"] not in before.timers:
+            return []  # cancelled or superseded
+        if data["purpose"] == "due":
+            return (
+                _start(after, list(after.targets.values())) if before.status == "scheduled" else []
+            )
+        target = after.targets.get(target_key(data["target"])) if data.get("target") else None
+        if target is None or target.status not in ("retry_scheduled", "deferred"):
+            return []
+        return _start(after, [target])
+    if kind == "publish.failed":
+        target = after.targets.get(target_key(data["target"]))
+        if target is None or target.status != "requested" or not data["retryable"]:
+            return _finish(after)
+        n = after.retry_count + 1
+        timer = f"{after.task_id}:retry:{n}"
+        due = _at(
+            event.time,
+            max(backoff(after.task_id, n, policy), float(data["error"].get("retry_after_s", 0))),
+        )
+        return [
+            Emit(
+                "task.retry_scheduled",
+                {
+                    "target": target.target,
+                    "retry_count": n,
+                    "due_at": due,
+                    "timer_id": timer,
+                    "error": dict(data["error"]),
+                },
+            ),
+            Emit(
+                "timer.set",
+                {"timer_id": timer, "due_at": due, "purpose": "retry", "target": target.target},
+            ),
+        ]
+    if kind == "publish.deferred":
+        target = after.targets.get(target_key(data["target"]))
+        if target is None or target.done:
+            return []
+        timer = f"{after.task_id}:deferred:{data['attempt']}:{target.key}"
+        return [
+            Emit(
+                "task.deferred",
+                {
+                    "target": target.target,
+                    "until": data["until"],
+                    "timer_id": timer,
+                    "error": dict(data["error"]),
+                },
+            ),
+            Emit(
+                "timer.set",
+                {
+                    "timer_id": timer,
+                    "due_at": data["until"],
+                    "purpose": "deferred",
+                    "target": target.target,
+                },
+            ),
+        ]
+    if kind == "publish.completed":
+        target = after.targets[target_key(data["target"])]
+        requests = [
+            Emit(
+                "interaction.requested",
+                {
+                    "target": target.target,
+                    "account_key": target.key,
+                    "interaction_id": interaction_id(after.task_id, target.key, k),
+                    "kind": k,
+                    "video_id": data["video_id"],
+                    "content": str(after.spec.get("comment") or "") if k == "comment" else "",
+                },
+            )
+            for k in interaction_kinds(after.spec)
+        ]
+        return requests + _finish(after)
+    if kind in ("interaction.posted", "interaction.failed"):
+        return _finish(after)
+    assert before is not None
+    if kind == "task.cancel_requested":
+        busy = [t.key for t in before.targets.values() if t.status in ("requested", "published")]
+        if before.status not in CANCELLABLE or busy:
+            why = (
+                f"publishing has started ({', '.join(busy)})"
+                if busy
+                else f"task is {before.status}"
+            )
+            return _rejected(kind, "illegal_transition", why)
+        return [
+            Emit("task.cancelled", {"reason": str(data.get("reason", ""))}),
+            *(Emit("timer.cancelled", {"timer_id": t}) for t in before.timers),
+        ]
+    if kind == "task.reschedule_requested":
+        if before.status != "scheduled":
+            return _rejected(kind, "illegal_transition", f"task is {before.status}, not scheduled")
+        try:
+            when = parse(data["scheduled_at"])
+        except ValueError as exc:
+            return _rejected(kind, "bad_scheduled_time", str(exc))
+        if when < parse(event.time) - dt.timedelta(seconds=policy.past_grace_s):
+            return _rejected(kind, "scheduled_in_past", f"{data['scheduled_at']} is in the past")
+        old = [t for t in before.timers if ":due:" in t]
+        n = max([int(t.rsplit(":", 1)[1]) for t in old] + [1]) + 1
+        timer = f"{after.task_id}:due:{n}"
+        due = wire(when)
+        return [
+            *(Emit("timer.cancelled", {"timer_id": t}) for t in old),
+            Emit("timer.set", {"timer_id": timer, "due_at": due, "purpose": "due", "target": None}),
+            Emit(
+                "task.rescheduled",
+                {
+                    "due_at": due,
+                    "timer_id": timer,
+                    **({"previous_due_at": before.due_at} if before.due_at else {}),
+                },
+            ),
+        ]
+    if kind == "task.retry_requested":
+        failed = [t for t in before.targets.values() if t.status == "failed"]
+        if before.status != "failed" or not failed:
+            return _rejected(kind, "illegal_transition", f"task is {before.status}, not failed")
+        return [
+            Emit("task.retried", {"targets": [t.target for t in failed]}),
+            *(publish_request(before, t, t.attempts + 1) for t in failed),
+        ]
+    return []

@@ -1,0 +1,303 @@
+"""A task's state, and ``evolve``: the fold of its events, in log order (decider pattern).
+
+``evolve`` is pure and total: every event on ``fabric.tasks`` about a task moves its state,
+or leaves it unchanged when the event does not apply (an illegal transition is refused and
+reported by ``illegal``, never applied). The orchestrator keeps the result per task; replaying
+the log from offset 0 through ``evolve`` rebuilds exactly the same states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from fabric.events import Event
+
+__all__ = [
+    "TERMINAL",
+    "TargetState",
+    "TaskState",
+    "can_retry",
+    "evolve",
+    "illegal",
+    "interaction_id",
+    "interaction_kinds",
+    "target_key",
+]
+
+TERMINAL = frozenset({"completed", "failed", "cancelled", "rejected"})
+
+# target statuses: pending -> requested -> (published | failed | retry_scheduled | deferred)
+TARGET_DONE = frozenset({"published", "failed"})
+
+
+def target_key(target: Mapping[str, Any]) -> str:
+    return f"{target['platform']}:{target['account']}"
+
+
+def interaction_kinds(spec: Mapping[str, Any]) -> list[str]:
+    """What the task asks for after publishing: a comment (when it has text) and a like."""
+    kinds = []
+    if spec.get("comment"):
+        kinds.append("comment")
+    if spec.get("like"):
+        kinds.append("like")
+    return kinds
+
+
+def interaction_id(task_id: str, target: str, kind: str) -> str:
+    """Deterministic: the same interaction of the same upload always has the same id."""
+    return f"{task_id}:{target}:{kind}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetState:
+    platform: str
+    account: str
+    status: str = "pending"
+    attempts: int = 0
+    video_id: str | None = None
+    url: str | None = None
+    error: Mapping[str, Any] | None = None
+    interactions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> status
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.account}"
+
+    @property
+    def target(self) -> dict[str, str]:
+        return {"platform": self.platform, "account": self.account}
+
+    @property
+    def done(self) -> bool:
+        """Published with every interaction resolved, or failed for good."""
+        if self.status == "failed":
+            return True
+        return self.status == "published" and all(
+            s != "requested" for s in self.interactions.values()
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskState:
+    task_id: str
+    status: str  # pending scheduled processing publishing retry_scheduled deferred + TERMINAL
+    spec: Mapping[str, Any]
+    video: Mapping[str, Any] | None = None
+    due_at: str | None = None
+    max_retries: int = 3
+    retry_count: int = 0
+    retry_base: int = 0  # retry_count when the last manual retry started (budget restarts)
+    timers: tuple[str, ...] = ()
+    targets: Mapping[str, TargetState] = dataclasses.field(default_factory=dict)
+    error: Mapping[str, Any] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["timers"] = list(self.timers)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TaskState:
+        data = dict(raw)
+        data["timers"] = tuple(data.get("timers", ()))
+        data["targets"] = {k: TargetState(**v) for k, v in data.get("targets", {}).items()}
+        return cls(**data)
+
+
+def can_retry(state: TaskState) -> bool:
+    """Automatic retries left (a manual retry restarts the budget)."""
+    return state.retry_count - state.retry_base < state.max_retries
+
+
+def _phase(targets: Mapping[str, TargetState]) -> str:
+    """A running task's status from its targets."""
+    statuses = {t.status for t in targets.values() if not t.done}
+    if statuses & {"pending", "requested"} or any(
+        not t.done and t.status == "published" for t in targets.values()
+    ):
+        return "publishing"
+    if "retry_scheduled" in statuses:
+        return "retry_scheduled"
+    if "deferred" in statuses:
+        return "deferred"
+    return "publishing"
+
+
+def _target(state: TaskState, data: Mapping[str, Any]) -> TargetState | None:
+    return state.targets.get(target_key(data["target"]))
+
+
+def _with_target(state: TaskState, target: TargetState, **changes: Any) -> TaskState:
+    targets = dict(state.targets)
+    targets[target.key] = dataclasses.replace(target, **changes)
+    status = state.status if state.terminal else _phase(targets)
+    return dataclasses.replace(state, targets=targets, status=status)
+
+
+def illegal(state: TaskState | None, event: Event) -> str | None:
+    """Why ``event`` cannot apply to ``state`` (None when it can)."""
+    kind = event.type
+    if kind == "task.created":
+        return None if state is None else "task exists"
+    if state is None:
+        return f"{kind} for a task never created"
+    if state.terminal and kind not in ("task.retried", "interaction.posted", "interaction.failed"):
+        return f"task is {state.status}"
+    return None
+
+
+def evolve(state: TaskState | None, event: Event) -> TaskState | None:
+    """The state after ``event``. Events that do not apply leave the state unchanged."""
+    if illegal(state, event) is not None:
+        if event.type == "task.rejected" and state is None:  # a producer rejected it at once
+            return TaskState(
+                task_id=event.subject or "",
+                status="rejected",
+                spec={},
+                error=dict(event.data),
+                created_at=event.time,
+                updated_at=event.time,
+            )
+        return state
+    data = event.data
+    if event.type == "task.created":
+        targets = {target_key(t): TargetState(t["platform"], t["account"]) for t in data["targets"]}
+        return TaskState(
+            task_id=data["task_id"],
+            status="pending",
+            spec=dict(data),
+            targets=targets,
+            created_at=event.time,
+            updated_at=event.time,
+            version=1,
+        )
+    assert state is not None
+    state = dataclasses.replace(state, updated_at=event.time, version=state.version + 1)
+    kind = event.type
+    if kind == "task.accepted":
+        return dataclasses.replace(
+            state, video=dict(data["video"]), due_at=data["due_at"], max_retries=data["max_retries"]
+        )
+    if kind == "task.rejected":
+        return dataclasses.replace(state, status="rejected", error=dict(data))
+    if kind in ("task.scheduled", "task.rescheduled"):
+        timers = tuple(t for t in state.timers if ":due:" not in t) + (data["timer_id"],)
+        return dataclasses.replace(state, status="scheduled", due_at=data["due_at"], timers=timers)
+    if kind == "timer.fired":
+        return dataclasses.replace(
+            state, timers=tuple(t for t in state.timers if t != data["timer_id"])
+        )
+    if kind == "task.started":
+        if data["stage"] == "publishing":
+            targets = {
+                k: dataclasses.replace(t, status="requested", attempts=t.attempts + 1)
+                for k, t in state.targets.items()
+            }
+            return dataclasses.replace(state, status="publishing", targets=targets)
+        return dataclasses.replace(state, status=data["stage"])
+    if kind == "task.retry_scheduled":
+        target = _target(state, data)
+        if target is None:
+            return state
+        state = dataclasses.replace(
+            state, retry_count=data["retry_count"], timers=(*state.timers, data["timer_id"])
+        )
+        return _with_target(state, target, status="retry_scheduled", error=dict(data["error"]))
+    if kind == "task.deferred":
+        target = _target(state, data)
+        if target is None:
+            return state
+        state = dataclasses.replace(state, timers=(*state.timers, data["timer_id"]))
+        return _with_target(state, target, status="deferred", error=dict(data["error"]))
+    if kind == "publish.started":
+        target = _target(state, data)
+        return (
+            state
+            if target is None
+            else _with_target(
+                state, target, status="requested", attempts=max(target.attempts, data["attempt"])
+            )
+        )
+    if kind == "publish.completed":
+        target = _target(state, data)
+        if target is None:
+            return state
+        wanted = {
+            interaction_id(state.task_id, target.key, k): "requested"
+            for k in interaction_kinds(state.spec)
+        }
+        return _with_target(
+            state,
+            target,
+            status="published",
+            video_id=data["video_id"],
+            url=data["url"],
+            error=None,
+            interactions=wanted,
+            attempts=max(target.attempts, data["attempt"]),
+        )
+    if kind == "publish.failed":
+        target = _target(state, data)
+        if target is None or target.status == "published":
+            return state
+        # retryable with budget left: a retry gets scheduled next; otherwise this target is over
+        status = "requested" if data["retryable"] and can_retry(state) else "failed"
+        return _with_target(
+            state,
+            target,
+            status=status,
+            error=dict(data["error"]),
+            attempts=max(target.attempts, data["attempt"]),
+        )
+    if kind == "publish.deferred":
+        target = _target(state, data)
+        return state if target is None else _with_target(state, target, error=dict(data["error"]))
+    if kind in ("interaction.posted", "interaction.failed"):
+        target = _target(state, data)
+        if target is None:
+            return state
+        interactions = dict(target.interactions)
+        interactions[data["interaction_id"]] = (
+            "posted" if kind == "interaction.posted" else "failed"
+        )
+        targets = dict(state.targets)
+        targets[target.key] = dataclasses.replace(target, interactions=interactions)
+        return dataclasses.replace(state, targets=targets)
+    if kind == "task.completed":
+        return dataclasses.replace(state, status="completed", timers=())
+    if kind == "task.failed":
+        return dataclasses.replace(
+            state,
+            status="failed",
+            timers=(),
+            error={"code": data["code"], "message": data["message"]},
+        )
+    if kind == "task.cancelled":
+        return dataclasses.replace(state, status="cancelled", timers=())
+    if kind == "task.retried":
+        keys = {target_key(t) for t in data["targets"]}
+        targets = {
+            k: dataclasses.replace(t, status="requested", attempts=t.attempts + 1, error=None)
+            if k in keys
+            else t
+            for k, t in state.targets.items()
+        }
+        return dataclasses.replace(
+            state,
+            status="publishing",
+            targets=targets,
+            error=None,
+            retry_count=state.retry_count + 1,
+            retry_base=state.retry_count + 1,
+        )
+    return state  # commands and informational events do not change the state

@@ -1,0 +1,253 @@
+"""Media probing and audio extraction with ffprobe/ffmpeg, plus the WAV helpers the other
+voice modules share.
+
+Everything here streams: ffmpeg decodes straight to a WAV file and the helpers read and hash
+files in blocks, so a 10-hour input costs disk space, not memory. Extraction keeps the
+original sample rate and channel count (no ``-ar``/``-ac``): every later step works at the
+source rate, and the output must match the input to the sample. Samples are written as
+32-bit float so a decoder's overshoot above full scale is kept, not clipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from fabric.voice.errors import VoiceError
+
+__all__ = [
+    "BLOCK_FRAMES",
+    "AudioInfo",
+    "MediaInfo",
+    "audio_info",
+    "extract_audio",
+    "iter_blocks",
+    "open_wav_writer",
+    "probe",
+    "sha256_file",
+    "temp_path",
+]
+
+BLOCK_FRAMES = 1 << 16
+"""Frames per block when streaming audio (1.5 s at 44.1 kHz; 512 KiB of stereo float32)."""
+
+_WAV_LIMIT = (1 << 32) - (1 << 20)
+"""Past ~4 GiB a RIFF size field overflows: such files are written as RF64 instead."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What ffprobe says about a media file (first audio and first video stream)."""
+
+    path: str
+    duration: float  # seconds, of the container (or the audio stream when the container has none)
+    has_audio: bool
+    has_video: bool
+    sample_rate: int | None = None
+    channels: int | None = None
+    audio_codec: str | None = None
+    video_codec: str | None = None
+    audio_duration: float | None = None
+    format_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """A PCM audio file on disk: the unit every voice step reads and writes."""
+
+    path: str
+    frames: int
+    sample_rate: int
+    channels: int
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+    if shutil.which(cmd[0]) is None:
+        raise VoiceError("tool_missing", f"{cmd[0]} is not installed (needed for audio I/O)")
+    return subprocess.run(list(cmd), capture_output=True, check=False, stdin=subprocess.DEVNULL)
+
+
+def _tail(raw: bytes, limit: int = 600) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return text[-limit:] if text else "(no message)"
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out else None  # NaN -> None
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Read stream facts with ffprobe, without decoding the media.
+
+    Raises ``VoiceError``: ``not_found`` when the file is missing, ``corrupt_audio`` when
+    ffprobe cannot parse the container (garbage bytes, a truncated MP4 without its index).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise VoiceError("not_found", f"no such file: {p}")
+    proc = _run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(p)]
+    )
+    if proc.returncode != 0:
+        raise VoiceError("corrupt_audio", f"ffprobe cannot read {p.name}: {_tail(proc.stderr)}")
+    try:
+        doc = json.loads(proc.stdout or b"{}")
+    except json.JSONDecodeError as exc:
+        raise VoiceError("corrupt_audio", f"ffprobe gave unreadable output for {p.name}") from exc
+    streams = doc.get("streams") or []
+    fmt = doc.get("format") or {}
+    if not streams and not fmt:
+        raise VoiceError("corrupt_audio", f"ffprobe found no streams in {p.name}")
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    # Cover art in MP3/M4A is a "video" stream with the attached_pic disposition: not a video.
+    video = next(
+        (
+            s
+            for s in streams
+            if s.get("codec_type") == "video"
+            and not (s.get("disposition") or {}).get("attached_pic")
+        ),
+        None,
+    )
+    audio_duration = _float(audio.get("duration")) if audio else None
+    duration = _float(fmt.get("duration")) or audio_duration or 0.0
+    return MediaInfo(
+        path=str(p),
+        duration=duration,
+        has_audio=audio is not None,
+        has_video=video is not None,
+        sample_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
+        channels=int(audio["channels"]) if audio and audio.get("channels") else None,
+        audio_codec=audio.get("codec_name") if audio else None,
+        video_codec=video.get("codec_name") if video else None,
+        audio_duration=audio_duration,
+        format_name=fmt.get("format_name"),
+    )
+
+
+def temp_path(final: str | os.PathLike[str]) -> Path:
+    """A hidden sibling of ``final`` with the same extension (ffmpeg and libsndfile pick the
+    format from it); written first, then renamed over ``final`` so readers never see a
+    half-written file, and a crash leaves only a dot-file behind."""
+    f = Path(final)
+    return f.with_name(f".{f.stem}.{uuid.uuid4().hex[:8]}.part{f.suffix}")
+
+
+def extract_audio(
+    media: str | os.PathLike[str], out_wav: str | os.PathLike[str], *, strict: bool = True
+) -> AudioInfo:
+    """Decode the first audio stream of ``media`` into a float32 WAV at its own rate/channels.
+
+    ffmpeg streams the decode, so memory does not grow with the input's length; outputs past
+    4 GiB (about 6 hours of 44.1 kHz stereo) become RF64, which libsndfile reads transparently.
+    With ``strict`` a decode error anywhere aborts (``-xerror``) and is reported as
+    ``corrupt_audio`` instead of yielding audio with a silently concealed gap.
+
+    Raises ``VoiceError`` with ``not_found``, ``corrupt_audio``, ``no_audio_stream`` or
+    ``empty_audio``.
+    """
+    info = probe(media)
+    if not info.has_audio:
+        raise VoiceError("no_audio_stream", f"{Path(media).name} has no audio stream")
+    out = Path(out_wav)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(out)
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    if strict:
+        cmd.append("-xerror")
+    cmd += ["-i", str(media), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "pcm_f32le"]
+    cmd += ["-rf64", "auto", "-f", "wav", str(tmp)]
+    proc = _run(cmd)
+    try:
+        if proc.returncode != 0:
+            raise VoiceError(
+                "corrupt_audio", f"ffmpeg cannot decode {Path(media).name}: {_tail(proc.stderr)}"
+            )
+        try:
+            got = audio_info(tmp)
+        except VoiceError as exc:
+            # ffmpeg writes a bare header when the stream holds no packets at all.
+            if tmp.stat().st_size <= 4096:
+                raise VoiceError(
+                    "empty_audio", f"the audio stream of {Path(media).name} holds no samples"
+                ) from exc
+            raise
+        if got.frames == 0:
+            raise VoiceError(
+                "empty_audio", f"the audio stream of {Path(media).name} holds no samples"
+            )
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return dataclasses.replace(got, path=str(out))
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Frames, rate, channels and subtype of a PCM file, from its header only."""
+    try:
+        i = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        if not Path(path).is_file():
+            raise VoiceError("not_found", f"no such file: {path}") from exc
+        raise VoiceError("corrupt_audio", f"cannot read {Path(path).name}: {exc}") from exc
+    return AudioInfo(str(path), int(i.frames), int(i.samplerate), int(i.channels), str(i.subtype))
+
+
+def open_wav_writer(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    channels: int,
+    frames_hint: int,
+    subtype: str = "FLOAT",
+) -> sf.SoundFile:
+    """A SoundFile for writing, WAV when it will fit in 4 GiB and RF64 beyond that."""
+    width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype, 4)
+    container = "RF64" if frames_hint * channels * width >= _WAV_LIMIT else "WAV"
+    return sf.SoundFile(
+        str(path), "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype
+    )
+
+
+def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read 1 MiB at a time (events carry it, never the bytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(block), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def iter_blocks(
+    f: sf.SoundFile, start: int, stop: int, block: int = BLOCK_FRAMES
+) -> Iterator[Any]:
+    """Frames ``[start, stop)`` of an open file as float32 ``(n, channels)`` blocks."""
+    f.seek(start)
+    pos = start
+    while pos < stop:
+        n = min(block, stop - pos)
+        data = f.read(n, dtype="float32", always_2d=True)
+        if len(data) == 0:
+            raise VoiceError("corrupt_audio", f"{f.name} ended at frame {pos}, expected {stop}")
+        pos += len(data)
+        yield data

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Write the task-lifecycle event schemas (schemas/*.json). Shared shapes (target, error,
+video) are inlined into each file's $defs so every schema stands alone.
+
+Run after editing: python scripts/gen_schemas.py  (the files are the contract; this script
+only keeps them consistent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "schemas"
+D = "https://json-schema.org/draft/2020-12/schema"
+
+TARGET = {
+    "type": "object",
+    "description": "where to publish: a platform and one of its accounts",
+    "properties": {
+        "platform": {"type": "string", "enum": ["local", "youtube", "instagram", "tiktok"]},
+        "account": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    "required": ["platform", "account"],
+    "additionalProperties": False,
+}
+ERROR = {
+    "type": "object",
+    "description": "a classified failure: auth, quota, rate_limit, transient or permanent",
+    "properties": {
+        "class": {"type": "string", "enum": ["auth", "quota", "rate_limit", "transient", "permanent"]},
+        "code": {"type": "string", "minLength": 1},
+        "message": {"type": "string"},
+        "retry_after_s": {"type": "number", "minimum": 0},
+        "reset_at": {"type": "string"},
+        "http_status": {"type": "integer"},
+    },
+    "required": ["class", "code", "message"],
+    "additionalProperties": False,
+}
+VIDEO = {
+    "type": "object",
+    "description": "a media file by reference: never the bytes",
+    "properties": {
+        "path": {"type": "string", "minLength": 1},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "size": {"type": "integer", "minimum": 0},
+        "duration_s": {"type": "number", "minimum": 0},
+        "width": {"type": "integer", "minimum": 0},
+        "height": {"type": "integer", "minimum": 0},
+    },
+    "required": ["path", "sha256", "size"],
+    "additionalProperties": False,
+}
+TIME = {"type": "string", "format": "date-time"}
+EX_TARGET = {"platform": "youtube", "account": "main"}
+EX_VIDEO = {"path": "/videos/clip.mp4", "sha256": "0" * 64, "size": 1048576, "duration_s": 12.5}
+EX_ERROR = {"class": "transient", "code": "backendError", "message": "Backend Error"}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def schema(name: str, topic: str, description: str, props: dict, required: list[str],
+           examples: list[dict], key: str = "subject", partition: str | None = None,
+           defs: tuple[str, ...] = ()) -> dict:
+    out: dict = {
+        "$schema": D,
+        "$id": f"https://contentfabric.dev/schemas/{name}.json",
+        "title": name,
+        "description": description,
+        "x-topic": topic,
+        "x-key": key,
+    }
+    if partition:
+        out["x-partition"] = partition
+    out["x-schema-version"] = 1
+    out.update({"type": "object", "properties": props, "required": required,
+                "additionalProperties": False})
+    if defs:
+        table = {"target": TARGET, "error": ERROR, "video": VIDEO}
+        out["$defs"] = {d: table[d] for d in defs}
+    out["examples"] = examples
+    return out
+
+
+TASK_SPEC = {
+    "task_id": {"type": "string", "minLength": 1, "maxLength": 64},
+    "targets": {"type": "array", "items": ref("target"), "minItems": 1, "maxItems": 20},
+    "video": {"type": "object", "properties": {"path": {"type": "string", "minLength": 1}},
+              "required": ["path"], "additionalProperties": False},
+    "title": {"type": "string", "maxLength": 5000},
+    "description": {"type": "string", "maxLength": 20000},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 500}, "maxItems": 500},
+    "privacy": {"type": "string", "enum": ["private", "unlisted", "public"]},
+    "scheduled_at": {"type": ["string", "null"], "maxLength": 64,
+                     "description": "ISO 8601 with a UTC offset; naive times are rejected by the orchestrator with a clear reason"},
+    "voice": {"type": ["object", "null"], "properties": {
+        "engine": {"type": "string", "enum": ["world", "rvc", "sovits", "tts"]},
+        "pitch": {"type": "number", "minimum": -24, "maximum": 24},
+        "formant": {"type": "number", "minimum": -12, "maximum": 12},
+        "model": {"type": ["string", "null"]},
+        "f0_method": {"type": "string"},
+        "separate": {"type": "boolean"},
+        "continue_without_separation": {"type": "boolean"},
+        "vocal_gain": {"type": "number", "minimum": 0, "maximum": 4},
+        "background_gain": {"type": "number", "minimum": 0, "maximum": 4},
+    }, "additionalProperties": False},
+    "comment": {"type": ["string", "null"], "maxLength": 10000},
+    "like": {"type": "boolean"},
+    "notify": {"type": "array", "items": {"type": "object", "properties": {
+        "channel": {"type": "string", "enum": ["telegram", "email"]},
+        "to": {"type": "string", "minLength": 1},
+    }, "required": ["channel", "to"], "additionalProperties": False}},
+    "max_retries": {"type": "integer", "minimum": 0, "maximum": 50},
+    "thumbnail": {"type": ["string", "null"]},
+    "playlist_id": {"type": ["string", "null"]},
+    "options": {"type": "object"},
+    "source_row": {"type": "object", "description": "the tasks row an outside system inserted (DB poller)"},
+}
+EX_SPEC = {"task_id": "0191f3c2-7d3e-7a4b-9c1d-2e3f4a5b6c7d", "targets": [EX_TARGET],
+           "video": {"path": "/videos/clip.mp4"}, "title": "My clip", "description": "", "tags": ["demo"],
+           "privacy": "private", "scheduled_at": "2026-12-01T18:00:00+01:00", "voice": None,
+           "comment": "First!", "like": True, "notify": []}
+
+S = []
+T = "fabric.tasks"
+S.append(schema("task.created", T, "A producer (CLI, HTTP, MQTT, DB poller) submits a task. The orchestrator validates it on ingress.",
+                TASK_SPEC, ["task_id", "targets", "video", "title"], [EX_SPEC], defs=("target",)))
+S.append(schema("task.accepted", T, "The task passed ingress validation; the video is identified by sha256 and size.",
+                {"video": ref("video"), "due_at": TIME, "max_retries": {"type": "integer", "minimum": 0}},
+                ["video", "due_at", "max_retries"], [{"video": EX_VIDEO, "due_at": "2026-12-01T17:00:00.000Z", "max_retries": 3}], defs=("video",)))
+S.append(schema("task.rejected", T, "The task failed ingress validation (or a producer could not parse it). Nothing else happens to it.",
+                {"code": {"type": "string", "minLength": 1}, "message": {"type": "string"},
+                 "field": {"type": ["string", "null"]}, "task": {"type": "object"}},
+                ["code", "message"], [{"code": "unknown_account", "message": "no youtube account named 'nope'", "field": "targets[0].account"}]))
+S.append(schema("task.scheduled", T, "The task waits for its due time (a durable timer).",
+                {"due_at": TIME, "timer_id": {"type": "string"}}, ["due_at", "timer_id"],
+                [{"due_at": "2026-12-01T17:00:00.000Z", "timer_id": "t1:due:1"}]))
+S.append(schema("task.rescheduled", T, "A scheduled task got a new due time.",
+                {"due_at": TIME, "timer_id": {"type": "string"}, "previous_due_at": TIME}, ["due_at", "timer_id"],
+                [{"due_at": "2026-12-02T17:00:00.000Z", "timer_id": "t1:due:2", "previous_due_at": "2026-12-01T17:00:00.000Z"}]))
+S.append(schema("task.started", T, "The task is due and enters a stage: processing (voice, media) or publishing.",
+                {"stage": {"type": "string", "enum": ["processing", "publishing"]}, "targets": {"type": "array", "items": ref("target")}},
+                ["stage"], [{"stage": "publishing", "targets": [EX_TARGET]}], defs=("target",)))
+S.append(schema("task.retry_scheduled", T, "A retryable publish failure: the target is retried after a backoff (durable timer).",
+                {"target": ref("target"), "retry_count": {"type": "integer", "minimum": 1}, "due_at": TIME,
+                 "timer_id": {"type": "string"}, "error": ref("error")},
+                ["target", "retry_count", "due_at", "timer_id", "error"],
+                [{"target": EX_TARGET, "retry_count": 1, "due_at": "2026-12-01T17:00:30.000Z", "timer_id": "t1:retry:1", "error": EX_ERROR}],
+                defs=("target", "error")))
+S.append(schema("task.deferred", T, "A target is out of quota: it waits until the platform's reset time (durable timer), nothing is burnt meanwhile.",
+                {"target": ref("target"), "until": TIME, "timer_id": {"type": "string"}, "error": ref("error")},
+                ["target", "until", "timer_id", "error"],
+                [{"target": EX_TARGET, "until": "2026-12-02T08:00:00.000Z", "timer_id": "t1:deferred:1",
+                  "error": {"class": "quota", "code": "quotaExceeded", "message": "quota exceeded"}}], defs=("target", "error")))
+UP = {"type": "object", "properties": {"platform": {"type": "string"}, "account": {"type": "string"}, "video_id": {"type": "string"},
+                                       "url": {"type": "string"}}, "required": ["platform", "account", "video_id", "url"], "additionalProperties": False}
+S.append(schema("task.completed", T, "Every target published (interactions done or given up).",
+                {"uploads": {"type": "array", "items": UP}}, ["uploads"],
+                [{"uploads": [{"platform": "youtube", "account": "main", "video_id": "abc123", "url": "https://youtu.be/abc123"}]}]))
+BREAK = {"type": "object", "properties": {"platform": {"type": "string"}, "account": {"type": "string"}, "status": {"type": "string"},
+                                          "video_id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
+                                          "error": {"type": ["object", "null"]}}, "required": ["platform", "account", "status"], "additionalProperties": False}
+S.append(schema("task.failed", T, "The task ended without publishing everywhere; a per-target breakdown says what happened where.",
+                {"code": {"type": "string"}, "message": {"type": "string"}, "targets": {"type": "array", "items": BREAK}},
+                ["code", "message", "targets"],
+                [{"code": "invalidTitle", "message": "youtube:main: The request metadata specifies an invalid video title.",
+                  "targets": [{"platform": "youtube", "account": "main", "status": "failed", "error": EX_ERROR}]}]))
+S.append(schema("task.cancel_requested", T, "An operator asks to cancel a task (allowed until publishing starts).",
+                {"reason": {"type": "string"}}, [], [{"reason": "wrong video"}]))
+S.append(schema("task.cancelled", T, "The task was cancelled; its timers are cancelled too.",
+                {"reason": {"type": "string"}}, [], [{"reason": "wrong video"}]))
+S.append(schema("task.reschedule_requested", T, "An operator asks for a new due time for a scheduled task.",
+                {"scheduled_at": {"type": "string"}}, ["scheduled_at"], [{"scheduled_at": "2026-12-02T18:00:00+01:00"}]))
+S.append(schema("task.retry_requested", T, "An operator asks to retry a failed task: only its failed targets run again.",
+                {}, [], [{}]))
+S.append(schema("task.retried", T, "A failed task runs again for the targets that failed.",
+                {"targets": {"type": "array", "items": ref("target"), "minItems": 1}}, ["targets"], [{"targets": [EX_TARGET]}], defs=("target",)))
+S.append(schema("task.command_rejected", T, "A command (cancel, reschedule, retry) does not apply to the task's state: refused, nothing changed.",
+                {"command": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}},
+                ["command", "code", "message"], [{"command": "task.cancel_requested", "code": "illegal_transition", "message": "task is completed"}]))
+
+P = "fabric.publish"
+PUB_REQ = {
+    "target": ref("target"), "account_key": {"type": "string"}, "attempt": {"type": "integer", "minimum": 1},
+    "video": ref("video"), "title": {"type": "string"}, "description": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "string"}}, "privacy": {"type": "string"},
+    "thumbnail": {"type": ["string", "null"]}, "playlist_id": {"type": ["string", "null"]}, "options": {"type": "object"},
+}
+S.append(schema("publish.requested", P, "Upload the task's video to one target. Keyed by account: one account's uploads, quota and token are handled by one consumer at a time.",
+                PUB_REQ, ["target", "account_key", "attempt", "video", "title"],
+                [{"target": EX_TARGET, "account_key": "youtube:main", "attempt": 1, "video": EX_VIDEO, "title": "My clip",
+                  "description": "", "tags": [], "privacy": "private", "options": {}}], key="data.account_key", defs=("target", "video")))
+S.append(schema("interaction.requested", P, "Post a comment or a like on a published video.",
+                {"target": ref("target"), "account_key": {"type": "string"}, "interaction_id": {"type": "string"},
+                 "kind": {"type": "string", "enum": ["comment", "like"]}, "video_id": {"type": "string"}, "content": {"type": "string"}},
+                ["target", "account_key", "interaction_id", "kind", "video_id"],
+                [{"target": EX_TARGET, "account_key": "youtube:main", "interaction_id": "i1", "kind": "comment", "video_id": "abc123", "content": "First!"}],
+                key="data.account_key", defs=("target",)))
+S.append(schema("publish.started", T, "The publisher began (or resumed) an upload.",
+                {"target": ref("target"), "attempt": {"type": "integer", "minimum": 1}, "resuming": {"type": "boolean"}},
+                ["target", "attempt"], [{"target": EX_TARGET, "attempt": 1, "resuming": False}], defs=("target",)))
+S.append(schema("publish.progress", T, "Upload progress (informational, not transactional).",
+                {"target": ref("target"), "attempt": {"type": "integer"}, "bytes_done": {"type": "integer", "minimum": 0},
+                 "bytes_total": {"type": "integer", "minimum": 0}},
+                ["target", "bytes_done", "bytes_total"], [{"target": EX_TARGET, "attempt": 1, "bytes_done": 262144, "bytes_total": 1048576}], defs=("target",)))
+S.append(schema("publish.completed", T, "The video is published on the target.",
+                {"target": ref("target"), "attempt": {"type": "integer", "minimum": 1}, "video_id": {"type": "string", "minLength": 1},
+                 "url": {"type": "string"}, "upload_id": {"type": ["string", "null"]}, "resumed": {"type": "boolean"},
+                 "recovered": {"type": "boolean"}, "bytes_sent": {"type": "integer", "minimum": 0}, "details": {"type": "object"}},
+                ["target", "attempt", "video_id", "url"],
+                [{"target": EX_TARGET, "attempt": 1, "video_id": "abc123", "url": "https://youtu.be/abc123", "upload_id": None,
+                  "resumed": False, "recovered": False, "bytes_sent": 1048576}], defs=("target",)))
+S.append(schema("publish.failed", T, "An upload attempt failed. The orchestrator retries retryable errors with backoff, up to the task's limit.",
+                {"target": ref("target"), "attempt": {"type": "integer", "minimum": 1}, "error": ref("error"), "retryable": {"type": "boolean"}},
+                ["target", "attempt", "error", "retryable"], [{"target": EX_TARGET, "attempt": 1, "error": EX_ERROR, "retryable": True}],
+                defs=("target", "error")))
+S.append(schema("publish.deferred", T, "The target's quota is used up: wait until the reset instead of failing.",
+                {"target": ref("target"), "attempt": {"type": "integer", "minimum": 1}, "until": TIME, "error": ref("error")},
+                ["target", "attempt", "until", "error"],
+                [{"target": EX_TARGET, "attempt": 1, "until": "2026-12-02T08:00:00.000Z",
+                  "error": {"class": "quota", "code": "quotaExceeded", "message": "quota exceeded"}}], defs=("target", "error")))
+S.append(schema("interaction.posted", T, "A comment or like was posted (or found already posted).",
+                {"target": ref("target"), "interaction_id": {"type": "string"}, "kind": {"type": "string", "enum": ["comment", "like"]},
+                 "video_id": {"type": "string"}, "external_id": {"type": ["string", "null"]}, "content": {"type": "string"},
+                 "recovered": {"type": "boolean"}},
+                ["target", "interaction_id", "kind", "video_id"],
+                [{"target": EX_TARGET, "interaction_id": "i1", "kind": "comment", "video_id": "abc123", "external_id": "c1", "content": "First!"}],
+                defs=("target",)))
+S.append(schema("interaction.failed", T, "A comment or like could not be posted (the video stays published).",
+                {"target": ref("target"), "interaction_id": {"type": "string"}, "kind": {"type": "string", "enum": ["comment", "like"]},
+                 "video_id": {"type": "string"}, "error": ref("error"), "content": {"type": "string"}},
+                ["target", "interaction_id", "kind", "video_id", "error"],
+                [{"target": EX_TARGET, "interaction_id": "i1", "kind": "like", "video_id": "abc123", "error": EX_ERROR}], defs=("target", "error")))
+
+TM = "fabric.timers"
+S.append(schema("timer.set", TM, "A durable timer: the scheduler fires it once, at or after due_at, even across restarts.",
+                {"timer_id": {"type": "string", "minLength": 1}, "due_at": TIME,
+                 "purpose": {"type": "string", "enum": ["due", "retry", "deferred", "metadata"]},
+                 "target": {"type": ["object", "null"]}, "payload": {"type": "object"}},
+                ["timer_id", "due_at", "purpose"],
+                [{"timer_id": "t1:due:1", "due_at": "2026-12-01T17:00:00.000Z", "purpose": "due", "target": None}]))
+S.append(schema("timer.cancelled", TM, "A timer that must not fire any more (its task was cancelled or rescheduled).",
+                {"timer_id": {"type": "string", "minLength": 1}}, ["timer_id"], [{"timer_id": "t1:due:1"}]))
+S.append(schema("timer.fired", T, "The scheduler fired a timer (exactly once per timer).",
+                {"timer_id": {"type": "string"}, "purpose": {"type": "string"}, "due_at": TIME, "fired_at": TIME,
+                 "target": {"type": ["object", "null"]}, "payload": {"type": "object"}},
+                ["timer_id", "purpose", "due_at", "fired_at"],
+                [{"timer_id": "t1:due:1", "purpose": "due", "due_at": "2026-12-01T17:00:00.000Z", "fired_at": "2026-12-01T17:00:00.012Z", "target": None}]))
+
+for s in S:
+    (OUT / f"{s['title']}.json").write_text(json.dumps(s, indent=2, ensure_ascii=False) + "\n")
+print(f"wrote {len(S)} schemas")
