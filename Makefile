@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install-system.sh
 	touch $(STAMP)
 
 demo: install ## run the whole flow on the embedded defaults (demo video -> local platform folder)
-	$(BIN)/python run.py --demo
+	$(BIN)/python run.py --demo --log-level WARNING
 
 test: install ## run the tests (starts a Kafka-compatible test broker unless FABRIC_KAFKA is set)
 	scripts/test.sh

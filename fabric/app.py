@@ -30,7 +30,7 @@ class App:
         self.settings = settings or Settings.from_env()
         self.log: Log = open_log(self.settings.log_url, partitions=self.settings.partitions)
         self.db: Database = open_db(self.settings.db_url)
-        self.runtime = Runtime(self.log, self.db)
+        self.runtime = Runtime(self.log, self.db, namespace=self.settings.namespace)
         self.intents = DbIntentStore(self.db)
         self.runtime.services["app"] = self
 

@@ -16,19 +16,28 @@ DLQ_TOPIC = "fabric.dlq"
 
 
 class Bus:
-    def __init__(self, log: Log, reg: Registry | None = None) -> None:
+    """``namespace`` prefixes every topic (and, in the runtime, every group): several
+    independent deployments or test runs can share one Kafka cluster."""
+
+    def __init__(self, log: Log, reg: Registry | None = None, namespace: str = "") -> None:
         self.log = log
         self.registry = reg or registry()
+        self.namespace = namespace
+
+    def topic(self, name: str) -> str:
+        return f"{self.namespace}{name}"
 
     def message(self, event: Event) -> Message:
         """Validate (raises SchemaError) and route one event."""
         obj = event.as_dict()
         etype = self.registry.check_dict(obj)
         value = orjson.dumps(obj)
-        return Message(etype.topic, etype.key_of(event), value, etype.partition_of(event))
+        return Message(self.topic(etype.topic), etype.key_of(event), value,
+                       etype.partition_of(event))
 
     async def publish(self, *events: Event) -> list[tuple[int, int]]:
         return await self.log.publish_batch([self.message(e) for e in events])
 
     async def ensure_topics(self, extra: Iterable[str] = ()) -> None:
-        await self.log.create_topics(sorted(self.registry.topics() | {DLQ_TOPIC} | set(extra)))
+        names = self.registry.topics() | {DLQ_TOPIC}
+        await self.log.create_topics(sorted({self.topic(n) for n in names} | set(extra)))

@@ -30,6 +30,7 @@ class Settings:
     db_url: str
     partitions: int = 8
     log_level: str = "INFO"
+    namespace: str = ""  # FABRIC_NAMESPACE: prefix of every topic and consumer group
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -42,6 +43,7 @@ class Settings:
             db_url=env.get("FABRIC_DB") or _sqlite_url(home / "fabric.db"),
             partitions=int(env.get("FABRIC_PARTITIONS", "8")),
             log_level=env.get("FABRIC_LOG_LEVEL", "INFO"),
+            namespace=env.get("FABRIC_NAMESPACE", ""),
             extra={k: v for k, v in env.items() if k.startswith("FABRIC_")},
         )
         values.update(overrides)

@@ -74,11 +74,11 @@ class DeadLetter:
         return base64.b64decode(self.data["original_b64"])
 
 
-async def _scan(log: Log) -> list[Event]:
+async def _scan(log: Log, topic: str) -> list[Event]:
     events = []
-    for partition in (await log.end_offsets(DLQ_TOPIC)).keys():
+    for partition in (await log.end_offsets(topic)).keys():
         offset = 0
-        while batch := await log.read(DLQ_TOPIC, partition, offset, 1000):
+        while batch := await log.read(topic, partition, offset, 1000):
             for rec in batch:
                 obj = loads(rec.value)
                 events.append(Event(**obj))
@@ -86,8 +86,8 @@ async def _scan(log: Log) -> list[Event]:
     return sorted(events, key=lambda e: e.time)
 
 
-async def list_dead_letters(log: Log, *, include_redriven: bool = False) -> list[DeadLetter]:
-    events = await _scan(log)
+async def list_dead_letters(bus: Bus, *, include_redriven: bool = False) -> list[DeadLetter]:
+    events = await _scan(bus.log, bus.topic(DLQ_TOPIC))
     redriven = {e.data["dead_letter_id"] for e in events if e.type == "dead_letter.redriven"}
     seen: dict[str, DeadLetter] = {}
     for e in events:

@@ -193,10 +193,11 @@ class Context:
 class Runtime:
     """Runs consumers against one log and one state database."""
 
-    def __init__(self, log: Log, db: Database, *, reg: Registry | None = None) -> None:
+    def __init__(self, log: Log, db: Database, *, reg: Registry | None = None,
+                 namespace: str = "") -> None:
         self.log = log
         self.db = db
-        self.bus = Bus(log, reg or registry())
+        self.bus = Bus(log, reg or registry(), namespace)
         self.registry = self.bus.registry
         self.workers: dict[str, _Worker] = {}
         self.revoke_grace = 30.0
@@ -208,7 +209,7 @@ class Runtime:
         # from the event loop thread; with the default 5 ms switch interval each hand-back can
         # wait that long (a convoy). 0.5 ms keeps the database threads flowing.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        await self.bus.ensure_topics(t for c in consumers for t in c.topics)
+        await self.bus.ensure_topics(self.bus.topic(t) for c in consumers for t in c.topics)
         workers = [self.workers.setdefault(c.name, _Worker(self, c)) for c in consumers]
         tasks = [asyncio.create_task(w.run(stop), name=f"consumer-{w.spec.name}") for w in workers]
         try:
@@ -241,9 +242,10 @@ class Runtime:
 
     async def lag(self, consumer: Consumer) -> int:
         total = 0
-        for topic in consumer.topics:
+        for logical in consumer.topics:
+            topic = self.bus.topic(logical)
             ends = await self.log.end_offsets(topic)
-            done = await self.log.committed(consumer.name, topic)
+            done = await self.log.committed(self.bus.topic(consumer.name), topic)
             total += sum(max(0, end - done.get(p, 0)) for p, end in ends.items())
         return total
 
@@ -283,7 +285,10 @@ class _Worker:
         if spec.on_start is not None:
             await spec.on_start(self.rt)
         await self._drain_outbox()
-        sub = self._sub = self.rt.log.subscribe(spec.name, spec.topics, on_revoke=self._on_revoke)
+        bus = self.rt.bus
+        sub = self._sub = self.rt.log.subscribe(
+            bus.topic(spec.name), [bus.topic(t) for t in spec.topics], on_revoke=self._on_revoke
+        )
         high = spec.batch_max * 2
         try:
             while not stop.is_set():

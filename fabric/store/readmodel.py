@@ -81,8 +81,10 @@ def _task_row(ev: Event, spec: Mapping[str, Any], state: str) -> dict[str, Any]:
     }
 
 
-def _upload(ev: Event, dialect: str, **values: Any) -> Op:
-    target = ev.data["target"]
+def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None,
+            **values: Any) -> Op:
+    """Upsert the uploads row of (task, target): ``target`` defaults to the event's."""
+    target = target or ev.data["target"]
     row = {
         "upload_id": upload_id(ev.subject or "", target["platform"], target["account"]),
         "task_id": ev.subject, "platform": target["platform"], "account_name": target["account"],
@@ -114,8 +116,7 @@ def _scheduled(ev: Event, d: str) -> list[Op]:
 def _started(ev: Event, d: str) -> list[Op]:
     ops = [_state(ev, ev.data["stage"])]
     for target in ev.data.get("targets", []):
-        fake = Event("x", {"target": target}, ev.subject, time=ev.time)
-        ops.append(_upload(fake, d, status="queued", error=None, error_class=None,
+        ops.append(_upload(ev, d, target, status="queued", error=None, error_class=None,
                            deferred_until=None))
     return ops
 

@@ -239,7 +239,7 @@ class LogContract:
         letters = []
 
         async def dead() -> bool:
-            letters[:] = [d for d in await list_dead_letters(log) if d.data["consumer"] == group]
+            letters[:] = [d for d in await list_dead_letters(rt.bus) if d.data["consumer"] == group]
             return len(letters) == len(bad)
 
         await eventually(dead, 30, "the dead letters")
@@ -286,7 +286,7 @@ class LogContract:
         assert [r[0] for r in rows] == ["seq-1", "seq-3"]
         stats = rt.stats()[group]
         assert (stats["retried"], stats["dlq"], stats["handled"]) == (2 + 3, 1, 2)
-        letters = [d for d in await list_dead_letters(log) if d.data["consumer"] == group]
+        letters = [d for d in await list_dead_letters(rt.bus) if d.data["consumer"] == group]
         assert len(letters) == 1
         assert letters[0].data["attempts"] == 4 and letters[0].data["code"] == "ValueError"
         assert "always broken" in letters[0].data["reason"]
