@@ -30,7 +30,12 @@ def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
 
 
 class SqliteThread:
-    """One connection pinned to one thread: sqlite3 calls never block the event loop."""
+    """One connection pinned to one thread: sqlite3 calls never block the event loop.
+
+    Functions run here must not return a Cursor (or anything holding one): a cursor freed
+    later in the event loop thread touches the connection from a second thread while this
+    one uses it, and SQLite answers "bad parameter or other API misuse".
+    """
 
     def __init__(self, path: str, name: str, synchronous: str) -> None:
         self._ex = ThreadPoolExecutor(1, thread_name_prefix=name)

@@ -83,7 +83,10 @@ class SqliteLog:
         if self._started:
             return
         self._changed = asyncio.Event()
-        await self._writer.call(lambda c: c.executescript(_SCHEMA))
+        def schema(conn: sqlite3.Connection) -> None:
+            conn.executescript(_SCHEMA)
+
+        await self._writer.call(schema)
         self._started = True
 
     async def close(self) -> None:
@@ -328,7 +331,8 @@ class _SqliteSubscription(PartitionedSubscription):
                     " AND (owner IS NULL OR owner=? OR expires<?) RETURNING committed",
                     (self.member, expires, self.group, tp[0], tp[1], self.member, now),
                 )
-                row = cur.fetchone()
+                got = cur.fetchall()  # run the statement to its end before the COMMIT
+                row = got[0] if got else None
                 if row is None:
                     if tp in owned:
                         lost.add(tp)
@@ -360,13 +364,16 @@ class _SqliteSubscription(PartitionedSubscription):
             self._draining.pop(tp, None)
 
     async def _release(self, tps: set[TP]) -> None:
-        await self._log._writer.transaction(
-            lambda c: c.executemany(
+        rows = [(self.group, t, p, self.member) for t, p in tps]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "UPDATE leases SET owner=NULL, expires=0"
                 " WHERE grp=? AND topic=? AND partition=? AND owner=?",
-                [(self.group, t, p, self.member) for t, p in tps],
+                rows,
             )
-        )
+
+        await self._log._writer.transaction(work)
 
     async def _fetch(self, wanted: list[tuple[TP, int]], max_records: int) -> list[Record]:
         log = self._log
@@ -391,13 +398,16 @@ class _SqliteSubscription(PartitionedSubscription):
         return await self._reader.call(fetch)
 
     async def _store(self, offsets: dict[TP, int]) -> None:
-        await self._log._writer.transaction(
-            lambda c: c.executemany(
+        rows = [(off, self.group, t, p, self.member, off) for (t, p), off in offsets.items()]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "UPDATE leases SET committed=? WHERE grp=? AND topic=? AND partition=?"
                 " AND owner=? AND committed<?",
-                [(off, self.group, t, p, self.member, off) for (t, p), off in offsets.items()],
+                rows,
             )
-        )
+
+        await self._log._writer.transaction(work)
 
     async def _wait(self, timeout: float) -> None:
         changed = self._log._changed
@@ -421,8 +431,8 @@ class _SqliteSubscription(PartitionedSubscription):
             await self._revoke(mine)
             await self._release(mine)
 
-            def leave(conn: sqlite3.Connection) -> Any:
-                return conn.execute(
+            def leave(conn: sqlite3.Connection) -> None:
+                conn.execute(
                     "DELETE FROM members WHERE grp=? AND member=?", (self.group, self.member)
                 )
 

@@ -148,7 +148,10 @@ class SqliteDatabase:
         await self._t.transaction(work)
 
     async def script(self, sql: str) -> None:
-        await self._t.call(lambda c: c.executescript(sql))
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executescript(sql)
+
+        await self._t.call(work)
 
     async def apply(self, units: Sequence[Unit]) -> list[bool]:
         return await self._units.submit(list(units))

@@ -191,8 +191,13 @@ def _completed(ev: Event, d: str) -> list[Op]:
 
 
 def _failed(ev: Event, d: str) -> list[Op]:
-    return [_state(ev, "failed", error=ev.data["message"], error_code=ev.data["code"],
-                   completed_at=sql(ev.time))]
+    ops = [_state(ev, "failed", error=ev.data["message"], error_code=ev.data["code"],
+                  completed_at=sql(ev.time))]
+    for target in ev.data["targets"]:
+        if target["status"] == "failed":  # retries used up: the upload is over too
+            ops.append(_upload(ev, d, {"platform": target["platform"], "account": target["account"]},
+                               status="failed"))
+    return ops
 
 
 def _cancelled(ev: Event, d: str) -> list[Op]:

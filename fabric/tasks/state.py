@@ -151,7 +151,12 @@ def illegal(state: TaskState | None, event: Event) -> str | None:
         return None if state is None else "task exists"
     if state is None:
         return f"{kind} for a task never created"
-    if state.terminal and kind not in ("task.retried", "interaction.posted", "interaction.failed"):
+    if state.terminal and kind not in (
+        "task.retry_requested",
+        "task.retried",
+        "interaction.posted",
+        "interaction.failed",
+    ):
         return f"task is {state.status}"
     return None
 
@@ -182,6 +187,7 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
             version=1,
         )
     assert state is not None
+    unchanged = state
     state = dataclasses.replace(state, updated_at=event.time, version=state.version + 1)
     kind = event.type
     if kind == "task.accepted":
@@ -300,4 +306,4 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
             retry_count=state.retry_count + 1,
             retry_base=state.retry_count + 1,
         )
-    return state  # commands and informational events do not change the state
+    return unchanged  # commands and informational events do not change the state

@@ -1,0 +1,278 @@
+"""The task state machine as pure functions: tables of events in, decisions out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from fabric.events import Event
+from fabric.tasks.decide import Emit, Policy, Verdict, backoff, decide
+from fabric.tasks.state import TaskState, evolve
+from fabric.timeutil import parse
+
+POLICY = Policy(max_retries=2, retry_base_s=10, retry_max_s=100, past_grace_s=600)
+TID = "task-1"
+YT = {"platform": "youtube", "account": "main"}
+IG = {"platform": "instagram", "account": "brand"}
+VIDEO = {"path": "/v.mp4", "sha256": "a" * 64, "size": 10}
+T0 = "2026-11-29T10:00:00.000Z"
+ERR = {"class": "transient", "code": "backendError", "message": "Backend Error"}
+
+
+def ev(kind: str, data: dict[str, Any] | None = None, time: str = T0) -> Event:
+    return Event(kind, data or {}, subject=TID, time=time)
+
+
+def created(**spec: Any) -> Event:
+    return ev("task.created", {"task_id": TID, "targets": [YT], "video": {"path": "/v.mp4"},
+                               "title": "t", **spec})
+
+
+class Machine:
+    """Feeds events through evolve + decide like the orchestrator, and records decisions."""
+
+    def __init__(self) -> None:
+        self.state: TaskState | None = None
+        self.out: list[Emit] = []
+
+    def feed(self, event: Event, verdict: Verdict | None = None) -> list[Emit]:
+        before = self.state
+        self.state = evolve(before, event)
+        self.out = decide(before, self.state, event, policy=POLICY, verdict=verdict)
+        return self.out
+
+    def feed_all(self, events: Iterable[Event]) -> None:
+        for e in events:
+            self.feed(e)
+
+    def apply_own(self) -> None:
+        """Feed back what was decided onto fabric.tasks (as the log would)."""
+        for emit in [e for e in self.out if e.type.startswith(("task.", "timer.fired"))]:
+            self.feed(ev(emit.type, emit.data))
+
+
+OK = Verdict(ok=True, video=VIDEO, due_at=T0)
+
+
+def scheduled(m: Machine, **spec: Any) -> None:
+    m.feed(created(**spec), OK)
+    m.apply_own()
+
+
+def types(emits: list[Emit]) -> list[str]:
+    return [e.type for e in emits]
+
+
+def test_created_and_valid_is_accepted_and_scheduled() -> None:
+    m = Machine()
+    out = m.feed(created(), OK)
+    assert types(out) == ["task.accepted", "timer.set", "task.scheduled"]
+    assert out[1].data == {"timer_id": f"{TID}:due:1", "due_at": T0, "purpose": "due",
+                           "target": None}
+    assert out[0].data["max_retries"] == POLICY.max_retries
+
+
+def test_created_but_invalid_is_rejected_with_the_reason() -> None:
+    m = Machine()
+    out = m.feed(created(), Verdict(ok=False, code="unknown_account", message="no such",
+                                    field="targets[0].account"))
+    assert out == [Emit("task.rejected", {"code": "unknown_account", "message": "no such",
+                                          "field": "targets[0].account"})]
+
+
+def test_a_second_create_of_the_same_task_changes_nothing() -> None:
+    m = Machine()
+    scheduled(m)
+    state = m.state
+    assert m.feed(created(title="other"), OK) == []
+    assert m.state == state
+
+
+def start(m: Machine, targets: list[dict[str, str]] | None = None, **spec: Any) -> None:
+    m.feed(created(targets=targets or [YT], **spec), OK)
+    m.apply_own()
+    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
+                              "fired_at": T0}))
+
+
+def test_due_timer_requests_a_publish_per_target() -> None:
+    m = Machine()
+    start(m, [YT, IG])
+    assert types(m.out) == ["task.started", "publish.requested", "publish.requested"]
+    keys = [e.data["account_key"] for e in m.out[1:]]
+    assert keys == ["youtube:main", "instagram:brand"]
+    assert all(e.data["attempt"] == 1 and e.data["video"] == VIDEO for e in m.out[1:])
+    m.apply_own()
+    assert m.state is not None and m.state.status == "publishing"
+
+
+def test_a_timer_that_is_not_pending_is_ignored() -> None:
+    m = Machine()
+    scheduled(m)
+    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:9", "purpose": "due",
+                                    "due_at": T0, "fired_at": T0}))
+    assert out == []
+
+
+def failed(target: dict[str, str], attempt: int, retryable: bool = True,
+           error: dict[str, Any] = ERR, time: str = T0) -> Event:
+    return ev("publish.failed", {"target": target, "attempt": attempt, "error": error,
+                                 "retryable": retryable}, time)
+
+
+def test_retryable_failure_schedules_a_retry_with_backoff() -> None:
+    m = Machine()
+    start(m)
+    m.apply_own()
+    out = m.feed(failed(YT, 1))
+    assert types(out) == ["task.retry_scheduled", "timer.set"]
+    delay = (parse(out[0].data["due_at"]) - parse(T0)).total_seconds()
+    assert delay == pytest.approx(backoff(TID, 1, POLICY), abs=0.001)
+    assert 5 <= delay <= 10  # base 10 s, jitter 50-100 %
+    assert out[0].data["retry_count"] == 1
+    m.apply_own()
+    assert m.state is not None and m.state.status == "retry_scheduled"
+    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:retry:1", "purpose": "retry",
+                                    "due_at": T0, "fired_at": T0, "target": YT}))
+    assert types(out) == ["task.started", "publish.requested"]
+    assert out[1].data["attempt"] == 2
+
+
+def test_retries_stop_at_the_maximum_and_the_task_fails_with_the_last_error() -> None:
+    m = Machine()
+    start(m)
+    m.apply_own()
+    for n in (1, 2):
+        m.feed(failed(YT, n))
+        m.apply_own()  # task.retry_scheduled
+        m.feed(ev("timer.fired", {"timer_id": f"{TID}:retry:{n}", "purpose": "retry",
+                                  "due_at": T0, "fired_at": T0, "target": YT}))
+        m.apply_own()  # task.started
+    last = {**ERR, "message": "still broken"}
+    out = m.feed(failed(YT, 3, error=last))
+    assert types(out) == ["task.failed"]
+    assert out[0].data["message"] == "youtube:main: still broken"
+    assert m.state is not None and m.state.retry_count == 2
+
+
+def test_permanent_failure_on_one_platform_does_not_stop_the_other() -> None:
+    m = Machine()
+    start(m, [YT, IG])
+    m.apply_own()
+    perm = {"class": "permanent", "code": "invalidTitle", "message": "bad title"}
+    assert m.feed(failed(YT, 1, retryable=False, error=perm)) == []  # IG still running
+    out = m.feed(ev("publish.completed", {"target": IG, "attempt": 1, "video_id": "m1",
+                                          "url": "https://ig/m1"}))
+    assert types(out) == ["task.failed"]
+    breakdown = {t["platform"]: t for t in out[0].data["targets"]}
+    assert breakdown["instagram"]["status"] == "published"
+    assert breakdown["instagram"]["url"] == "https://ig/m1"
+    assert breakdown["youtube"]["status"] == "failed"
+    assert breakdown["youtube"]["error"]["code"] == "invalidTitle"
+    m.apply_own()
+    out = m.feed(ev("task.retry_requested"))
+    assert types(out) == ["task.retried", "publish.requested"]  # only the failed platform
+    assert out[1].data["target"] == YT and out[1].data["attempt"] == 2
+
+
+def test_quota_defers_to_the_reset_time() -> None:
+    m = Machine()
+    start(m)
+    m.apply_own()
+    until = "2026-11-30T08:00:00.000Z"
+    quota = {"class": "quota", "code": "quotaExceeded", "message": "out"}
+    out = m.feed(ev("publish.deferred", {"target": YT, "attempt": 1, "until": until,
+                                         "error": quota}))
+    assert types(out) == ["task.deferred", "timer.set"]
+    assert out[1].data["due_at"] == until and out[1].data["purpose"] == "deferred"
+    m.apply_own()
+    assert m.state is not None and m.state.status == "deferred"
+    assert m.state.retry_count == 0  # a deferral is not a retry
+
+
+def test_comment_and_like_follow_the_publish_then_the_task_completes() -> None:
+    m = Machine()
+    start(m, comment="hi", like=True)
+    m.apply_own()
+    out = m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v1",
+                                          "url": "u1"}))
+    assert types(out) == ["interaction.requested", "interaction.requested"]
+    assert [e.data["kind"] for e in out] == ["comment", "like"]
+    assert out[0].data["content"] == "hi"
+    first = m.feed(ev("interaction.posted", {"target": YT, "interaction_id": out[0].data[
+        "interaction_id"], "kind": "comment", "video_id": "v1"}))
+    assert first == []
+    last = m.feed(ev("interaction.failed", {"target": YT, "interaction_id": out[1].data[
+        "interaction_id"], "kind": "like", "video_id": "v1", "error": ERR}))
+    assert types(last) == ["task.completed"]  # a failed like does not unpublish the video
+    assert last[0].data["uploads"] == [{"platform": "youtube", "account": "main",
+                                        "video_id": "v1", "url": "u1"}]
+
+
+@pytest.mark.parametrize("when", ["scheduled", "retry_scheduled"])
+def test_cancel_before_publishing_cancels_timers(when: str) -> None:
+    m = Machine()
+    if when == "scheduled":
+        scheduled(m)
+    else:
+        start(m)
+        m.apply_own()
+        m.feed(failed(YT, 1))
+        m.apply_own()
+    pending = list(m.state.timers)  # type: ignore[union-attr]
+    out = m.feed(ev("task.cancel_requested", {"reason": "oops"}))
+    assert types(out) == ["task.cancelled"] + ["timer.cancelled"] * len(pending)
+    assert [e.data["timer_id"] for e in out[1:]] == pending
+    m.apply_own()
+    assert m.state is not None and m.state.status == "cancelled" and m.state.timers == ()
+
+
+def test_commands_that_do_not_apply_are_refused_and_change_nothing() -> None:
+    m = Machine()
+    start(m)
+    m.apply_own()
+    state = m.state
+    out = m.feed(ev("task.cancel_requested"))
+    assert types(out) == ["task.command_rejected"]
+    assert "publishing has started" in out[0].data["message"]
+    assert types(m.feed(ev("task.retry_requested"))) == ["task.command_rejected"]
+    assert types(m.feed(ev("task.reschedule_requested", {"scheduled_at": T0}))) == [
+        "task.command_rejected"]
+    assert m.state == state
+    out = decide(None, None, ev("task.cancel_requested"), policy=POLICY)
+    assert out[0].data["message"] == "task.cancel_requested for a task never created"
+
+
+def test_reschedule_replaces_the_due_timer() -> None:
+    m = Machine()
+    scheduled(m)
+    out = m.feed(ev("task.reschedule_requested", {"scheduled_at": "2026-11-30T12:00:00+01:00"}))
+    assert types(out) == ["timer.cancelled", "timer.set", "task.rescheduled"]
+    assert out[0].data == {"timer_id": f"{TID}:due:1"}
+    assert out[1].data["timer_id"] == f"{TID}:due:2"
+    assert out[1].data["due_at"] == "2026-11-30T11:00:00.000Z"
+    m.apply_own()
+    assert m.state is not None and m.state.timers == (f"{TID}:due:2",)
+    naive = m.feed(ev("task.reschedule_requested", {"scheduled_at": "2026-11-30T12:00:00"}))
+    assert naive[0].data["code"] == "bad_scheduled_time"
+    past = m.feed(ev("task.reschedule_requested", {"scheduled_at": "2020-01-01T00:00:00Z"}))
+    assert past[0].data["code"] == "scheduled_in_past"
+
+
+def test_state_survives_a_round_trip_through_json() -> None:
+    m = Machine()
+    start(m, [YT, IG], comment="c")
+    m.apply_own()
+    m.feed(failed(IG, 1))
+    m.apply_own()
+    assert m.state is not None
+    assert TaskState.from_dict(m.state.to_dict()) == m.state
+
+
+def test_backoff_is_deterministic_and_bounded() -> None:
+    assert backoff("a", 3, POLICY) == backoff("a", 3, POLICY)
+    assert backoff("a", 3, POLICY) != backoff("b", 3, POLICY)
+    assert all(POLICY.retry_max_s / 2 <= backoff("x", n, POLICY) <= POLICY.retry_max_s
+               for n in range(5, 12))
