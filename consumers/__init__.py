@@ -20,11 +20,12 @@ REGISTRY: dict[str, str] = {
     "scheduler": "consumers.scheduler:consumer",
     "publisher": "consumers.publisher:consumer",
     "projector": "consumers.projector:consumer",
+    "media": "consumers.media:consumer",
     "probe": "consumers.probe:consumer",
 }
 
 # what `run.py` and `fabric consume --all` start
-DEFAULT = ("orchestrator", "scheduler", "publisher", "projector")
+DEFAULT = ("orchestrator", "scheduler", "media", "publisher", "projector")
 
 
 def load(name: str, app: App) -> Consumer:

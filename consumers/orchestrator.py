@@ -28,7 +28,7 @@ HANDLED = frozenset({
     "task.cancel_requested", "task.cancelled", "task.reschedule_requested",
     "task.retry_requested", "task.retried", "timer.fired", "publish.started",
     "publish.completed", "publish.failed", "publish.deferred", "interaction.posted",
-    "interaction.failed",
+    "interaction.failed", "voice.assembled", "voice.failed", "media.prepared", "media.rejected",
 })
 
 

@@ -140,9 +140,12 @@ S.append(schema("task.scheduled", T, "The task waits for its due time (a durable
 S.append(schema("task.rescheduled", T, "A scheduled task got a new due time.",
                 {"due_at": TIME, "timer_id": {"type": "string"}, "previous_due_at": TIME}, ["due_at", "timer_id"],
                 [{"due_at": "2026-12-02T17:00:00.000Z", "timer_id": "t1:due:2", "previous_due_at": "2026-12-01T17:00:00.000Z"}]))
-S.append(schema("task.started", T, "The task is due and enters a stage: processing (voice, media) or publishing.",
-                {"stage": {"type": "string", "enum": ["processing", "publishing"]}, "targets": {"type": "array", "items": ref("target")}},
-                ["stage"], [{"stage": "publishing", "targets": [EX_TARGET]}], defs=("target",)))
+S.append(schema("task.started", T, "Targets enter a stage: processing (step voice: the voice pipeline; step media: per-platform preparation) or publishing.",
+                {"stage": {"type": "string", "enum": ["processing", "publishing"]},
+                 "step": {"type": "string", "enum": ["voice", "media"]},
+                 "targets": {"type": "array", "items": ref("target")}},
+                ["stage"], [{"stage": "publishing", "targets": [EX_TARGET]},
+                            {"stage": "processing", "step": "media", "targets": [EX_TARGET]}], defs=("target",)))
 S.append(schema("task.retry_scheduled", T, "A retryable publish failure: the target is retried after a backoff (durable timer).",
                 {"target": ref("target"), "retry_count": {"type": "integer", "minimum": 1}, "due_at": TIME,
                  "timer_id": {"type": "string"}, "error": ref("error")},
@@ -248,6 +251,81 @@ S.append(schema("timer.fired", T, "The scheduler fired a timer (exactly once per
                  "target": {"type": ["object", "null"]}, "payload": {"type": "object"}},
                 ["timer_id", "purpose", "due_at", "fired_at"],
                 [{"timer_id": "t1:due:1", "purpose": "due", "due_at": "2026-12-01T17:00:00.000Z", "fired_at": "2026-12-01T17:00:00.012Z", "target": None}]))
+
+# -- voice (issue 5): fabric.voice -> fabric.chunks -> fabric.chunk-results -> fabric.tasks
+AUDIO = {"type": "object", "description": "an audio file by reference", "properties": {
+    "path": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+    "sample_rate": {"type": "integer", "minimum": 1}, "channels": {"type": "integer", "minimum": 1},
+    "samples": {"type": "integer", "minimum": 0}, "duration_s": {"type": "number", "minimum": 0}},
+    "required": ["path", "sample_rate", "channels", "samples"], "additionalProperties": False}
+VOICE_OPTS = TASK_SPEC["voice"]
+S.append(schema("voice.requested", "fabric.voice", "Change the voice of the task's video: the splitter extracts, separates and splits the audio.",
+                {"video": ref("video"), "voice": {k: v for k, v in VOICE_OPTS.items() if k != "type"} | {"type": "object"}},
+                ["video", "voice"], [{"video": EX_VIDEO, "voice": {"engine": "world", "pitch": 3}}], defs=("video",)))
+SEPARATION = {"type": "object", "properties": {"ran": {"type": "boolean"}, "model": {"type": ["string", "null"]},
+                                               "note": {"type": "string"}}, "required": ["ran"], "additionalProperties": False}
+S.append(schema("voice.planned", "fabric.chunk-results", "The splitter's plan: how many chunks the aggregator waits for, and the files it reassembles with.",
+                {"chunks": {"type": "integer", "minimum": 1}, "audio": AUDIO, "background": {"oneOf": [AUDIO, {"type": "null"}]},
+                 "separation": SEPARATION, "engine": {"type": "string"}, "work_dir": {"type": "string"}, "video": ref("video"),
+                 "voice": {"type": "object"}},
+                ["chunks", "audio", "separation", "engine", "work_dir", "video", "voice"],
+                [{"chunks": 2, "audio": {"path": "/w/t1/audio.wav", "sample_rate": 44100, "channels": 2, "samples": 15876000},
+                  "background": None, "separation": {"ran": False, "note": "not asked for"}, "engine": "world",
+                  "work_dir": "/w/t1", "video": EX_VIDEO, "voice": {"engine": "world", "pitch": 3}}], defs=("video",)))
+CHUNK = {"task_id": {"type": "string"}, "chunk_id": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
+         "count": {"type": "integer", "minimum": 1}, "path": {"type": "string"}, "sha256": {"type": "string"},
+         "size": {"type": "integer", "minimum": 0}}
+S.append(schema("chunk.ready", "fabric.chunks", "One chunk of audio (with context on both sides) to convert. Keyed by chunk; the index picks the partition so consecutive chunks go to different workers.",
+                {**CHUNK, "start": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0},
+                 "ctx_start": {"type": "integer", "minimum": 0}, "ctx_end": {"type": "integer", "minimum": 0},
+                 "sample_rate": {"type": "integer"}, "channels": {"type": "integer"}, "engine": {"type": "string"},
+                 "options": {"type": "object"}},
+                ["task_id", "chunk_id", "index", "count", "path", "sha256", "start", "end", "ctx_start", "ctx_end", "sample_rate", "channels", "engine", "options"],
+                [{"task_id": "t1", "chunk_id": "t1:0", "index": 0, "count": 2, "path": "/w/t1/chunk-0000.wav", "sha256": "0" * 64, "size": 100,
+                  "start": 0, "end": 13230000, "ctx_start": 0, "ctx_end": 13274100, "sample_rate": 44100, "channels": 2,
+                  "engine": "world", "options": {"pitch": 3}}],
+                key="data.chunk_id", partition="data.index"))
+S.append(schema("chunk.converted", "fabric.chunk-results", "A voice worker converted one chunk.",
+                {**CHUNK, "engine_seconds": {"type": "number", "minimum": 0}, "worker": {"type": "string"}},
+                ["task_id", "chunk_id", "index", "count", "path", "sha256", "engine_seconds"],
+                [{"task_id": "t1", "chunk_id": "t1:0", "index": 0, "count": 2, "path": "/w/t1/out-0000.wav", "sha256": "0" * 64,
+                  "size": 100, "engine_seconds": 12.5, "worker": "host-123"}]))
+S.append(schema("chunk.failed", "fabric.chunk-results", "A chunk could not be converted (bad audio, engine error after retries).",
+                {"task_id": {"type": "string"}, "chunk_id": {"type": "string"}, "index": {"type": "integer"}, "count": {"type": "integer"},
+                 "code": {"type": "string"}, "message": {"type": "string"}},
+                ["task_id", "chunk_id", "index", "count", "code", "message"],
+                [{"task_id": "t1", "chunk_id": "t1:1", "index": 1, "count": 2, "code": "engine_error", "message": "pyworld failed"}]))
+S.append(schema("voice.progress", T, "Chunks converted so far (for progress bars).",
+                {"done": {"type": "integer", "minimum": 0}, "total": {"type": "integer", "minimum": 1}},
+                ["done", "total"], [{"done": 1, "total": 2}]))
+S.append(schema("voice.assembled", T, "The converted audio is joined, remixed and muxed: the task goes on with this video.",
+                {"video": ref("video"), "engine": {"type": "string"}, "chunks": {"type": "integer", "minimum": 1},
+                 "audio_seconds": {"type": "number", "minimum": 0}, "engine_seconds": {"type": "number", "minimum": 0},
+                 "wall_seconds": {"type": "number", "minimum": 0}, "separation": SEPARATION},
+                ["video", "engine", "chunks", "audio_seconds", "engine_seconds", "wall_seconds", "separation"],
+                [{"video": EX_VIDEO, "engine": "world", "chunks": 2, "audio_seconds": 360.0, "engine_seconds": 30.1,
+                  "wall_seconds": 17.2, "separation": {"ran": False, "note": "not asked for"}}], defs=("video",)))
+S.append(schema("voice.failed", T, "The voice step cannot be done (no audio stream, corrupt audio, missing model...): the task fails with the reason.",
+                {"code": {"type": "string"}, "message": {"type": "string"}}, ["code", "message"],
+                [{"code": "no_audio_stream", "message": "/videos/clip.mp4 has no audio stream"}]))
+
+# -- media preparation (issue 8): fabric.media -> fabric.tasks
+S.append(schema("media.requested", "fabric.media", "Prepare the video for each target platform (profiles, checks, loudness, thumbnails) before any upload.",
+                {"video": ref("video"), "targets": {"type": "array", "items": ref("target"), "minItems": 1},
+                 "thumbnail": {"type": ["string", "null"]}},
+                ["video", "targets"], [{"video": EX_VIDEO, "targets": [EX_TARGET], "thumbnail": None}], defs=("target", "video")))
+S.append(schema("media.prepared", T, "The video as it will be uploaded to one target, and what was done to it (and why).",
+                {"target": ref("target"), "video": ref("video"), "profile": {"type": ["string", "null"]},
+                 "decision": {"type": "object"}, "short": {"type": "boolean"}, "thumbnail": {"type": ["object", "null"]}},
+                ["target", "video", "decision", "short"],
+                [{"target": EX_TARGET, "video": EX_VIDEO, "profile": "youtube", "short": False, "thumbnail": None,
+                  "decision": {"mode": "passthrough", "reason": "fits the youtube profile"}}], defs=("target", "video")))
+S.append(schema("media.rejected", T, "The video cannot be made to fit the target (too long, no video stream, corrupt): no upload is attempted and no quota spent.",
+                {"target": ref("target"), "error": ref("error"), "limit": {}, "measured": {}},
+                ["target", "error"],
+                [{"target": {"platform": "instagram", "account": "brand"}, "limit": 900, "measured": 1203.4,
+                  "error": {"class": "permanent", "code": "too_long", "message": "Instagram Reels allow at most 900 s; this video is 1203.4 s"}}],
+                defs=("target", "error")))
 
 for s in S:
     (OUT / f"{s['title']}.json").write_text(json.dumps(s, indent=2, ensure_ascii=False) + "\n")

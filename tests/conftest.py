@@ -126,6 +126,22 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
         _mysql_root(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+@pytest.fixture
+def mysql_database(mysql_server: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh databases (several per test), all dropped afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"fabric_t_{uuid.uuid4().hex[:10]}"
+        _mysql_root(f"CREATE DATABASE `{name}`")
+        made.append(name)
+        return f"{mysql_server}/{name}"
+
+    yield make
+    for name in made:
+        _mysql_root(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 @pytest.fixture(scope="session")
 def mosquitto() -> tuple[str, int]:
     if not port_open(1883):

@@ -20,7 +20,7 @@ from fabric.timeutil import sql
 
 __all__ = ["PROJECTED", "STATUS", "TABLES", "project", "upload_id"]
 
-TABLES = ("tasks", "uploads", "post_interactions")
+TABLES = ("tasks", "uploads", "post_interactions", "voice_runs")
 
 # the original system's four statuses, from the detailed state
 STATUS = {
@@ -186,6 +186,26 @@ def _interaction(ev: Event, d: str) -> list[Op]:
     return [upsert(d, "post_interactions", ("id",), row)]
 
 
+def _media_prepared(ev: Event, d: str) -> list[Op]:
+    return [_upload(ev, d, status="prepared", error=None, error_class=None)]
+
+
+def _media_rejected(ev: Event, d: str) -> list[Op]:
+    err = ev.data["error"]
+    return [_upload(ev, d, status="failed", error=err["message"], error_class=err["class"])]
+
+
+def _voice_assembled(ev: Event, d: str) -> list[Op]:
+    data = ev.data
+    row = {
+        "task_id": ev.subject, "engine": data["engine"], "chunks": data["chunks"],
+        "audio_seconds": data["audio_seconds"], "engine_seconds": data["engine_seconds"],
+        "wall_seconds": data["wall_seconds"], "separation": _json(data["separation"]),
+        "created_at": sql(ev.time),
+    }
+    return [upsert(d, "voice_runs", ("task_id",), row)]
+
+
 def _completed(ev: Event, d: str) -> list[Op]:
     return [_state(ev, "completed", error=None, error_code=None, completed_at=sql(ev.time))]
 
@@ -232,6 +252,9 @@ PROJECTED: dict[str, Callable[[Event, str], list[Op]]] = {
     "publish.deferred": _deferred_upload,
     "interaction.posted": _interaction,
     "interaction.failed": _interaction,
+    "media.prepared": _media_prepared,
+    "media.rejected": _media_rejected,
+    "voice.assembled": _voice_assembled,
 }
 
 

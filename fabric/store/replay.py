@@ -51,7 +51,8 @@ async def replay(log: Log, db: Database, *, topic: str = TOPIC, batch: int = 500
 
 async def read_model_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the projected tables, in a stable order (for comparisons)."""
-    order = {"tasks": "id", "uploads": "upload_id", "post_interactions": "id"}
+    order = {"tasks": "id", "uploads": "upload_id", "post_interactions": "id",
+             "voice_runs": "task_id"}
     out = {}
     for table in TABLES:
         rows = await db.fetchall(f"SELECT * FROM {table} ORDER BY {order[table]}")

@@ -29,7 +29,7 @@ from fabric.timeutil import parse, wire
 __all__ = ["COMMANDS", "Emit", "Policy", "Verdict", "backoff", "can_retry", "decide"]
 
 COMMANDS = frozenset({"task.cancel_requested", "task.reschedule_requested", "task.retry_requested"})
-CANCELLABLE = frozenset({"pending", "scheduled", "retry_scheduled", "deferred"})
+CANCELLABLE = frozenset({"pending", "scheduled", "processing", "retry_scheduled", "deferred"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,30 +71,47 @@ def _at(time: str, seconds: float) -> str:
 
 def publish_request(state: TaskState, target: TargetState, attempt: int) -> Emit:
     spec = state.spec
-    assert state.video is not None
+    video = target.video or state.video
+    assert video is not None
     return Emit(
         "publish.requested",
         {
             "target": target.target,
             "account_key": target.key,
             "attempt": attempt,
-            "video": dict(state.video),
+            "video": dict(video),
             "title": spec.get("title", ""),
             "description": spec.get("description", ""),
             "tags": list(spec.get("tags", [])),
             "privacy": spec.get("privacy", "private"),
-            "thumbnail": spec.get("thumbnail"),
+            "thumbnail": target.thumbnail or spec.get("thumbnail"),
             "playlist_id": spec.get("playlist_id"),
-            "options": dict(spec.get("options", {})),
+            "options": {**spec.get("options", {}), **({"short": True} if target.short else {})},
         },
     )
 
 
 def _start(state: TaskState, targets: list[TargetState]) -> list[Emit]:
+    """Request uploads (the targets' videos are prepared)."""
     return [
         Emit("task.started", {"stage": "publishing", "targets": [t.target for t in targets]}),
         *(publish_request(state, t, t.attempts + 1) for t in targets),
     ]
+
+
+def _process(state: TaskState, targets: list[TargetState]) -> list[Emit]:
+    """Before uploading: the voice step (once per task, when asked), then per-platform media
+    preparation (profiles, checks, loudness, thumbnails)."""
+    assert state.video is not None
+    wanted = [t.target for t in targets]
+    if state.spec.get("voice") and not state.processed:
+        started = {"stage": "processing", "step": "voice", "targets": wanted}
+        voice = {"video": dict(state.video), "voice": dict(state.spec["voice"])}
+        return [Emit("task.started", started), Emit("voice.requested", voice)]
+    started = {"stage": "processing", "step": "media", "targets": wanted}
+    media = {"video": dict(state.video), "targets": wanted,
+             "thumbnail": state.spec.get("thumbnail")}
+    return [Emit("task.started", started), Emit("media.requested", media)]
 
 
 def _finish(state: TaskState) -> list[Emit]:
@@ -195,9 +212,9 @@ def decide(
         if data["timer_id"] not in before.timers:
             return []  # cancelled or superseded
         if data["purpose"] == "due":
-            return (
-                _start(after, list(after.targets.values())) if before.status == "scheduled" else []
-            )
+            if before.status != "scheduled":
+                return []
+            return _process(after, list(after.targets.values()))
         target = after.targets.get(target_key(data["target"])) if data.get("target") else None
         if target is None or target.status not in ("retry_scheduled", "deferred"):
             return []
@@ -270,8 +287,18 @@ def decide(
             for k in interaction_kinds(after.spec)
         ]
         return requests + _finish(after)
-    if kind in ("interaction.posted", "interaction.failed"):
+    if kind in ("interaction.posted", "interaction.failed", "media.rejected", "voice.failed"):
         return _finish(after)
+    if kind == "voice.assembled":
+        waiting = [t for t in after.targets.values() if t.status in ("pending", "preparing")]
+        return _process(after, waiting) if waiting else []
+    if kind == "media.prepared":
+        target = after.targets.get(target_key(data["target"]))
+        if target is None or target.status != "preparing":
+            return []
+        return _start(after, [target])
+    if kind == "task.retried":
+        return _process(after, [t for t in after.targets.values() if t.status == "pending"])
     assert before is not None
     if kind == "task.cancel_requested":
         busy = [t.key for t in before.targets.values() if t.status in ("requested", "published")]
@@ -315,8 +342,5 @@ def decide(
         failed = [t for t in before.targets.values() if t.status == "failed"]
         if before.status != "failed" or not failed:
             return _rejected(kind, "illegal_transition", f"task is {before.status}, not failed")
-        return [
-            Emit("task.retried", {"targets": [t.target for t in failed]}),
-            *(publish_request(before, t, t.attempts + 1) for t in failed),
-        ]
+        return [Emit("task.retried", {"targets": [t.target for t in failed]})]
     return []

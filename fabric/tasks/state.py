@@ -28,7 +28,8 @@ __all__ = [
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "rejected"})
 
-# target statuses: pending -> requested -> (published | failed | retry_scheduled | deferred)
+# target statuses: pending -> preparing (voice, media) -> requested -> published | failed,
+# with retry_scheduled / deferred between attempts
 TARGET_DONE = frozenset({"published", "failed"})
 
 
@@ -61,6 +62,9 @@ class TargetState:
     url: str | None = None
     error: Mapping[str, Any] | None = None
     interactions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # id -> status
+    video: Mapping[str, Any] | None = None  # this platform's prepared file (media.prepared)
+    thumbnail: str | None = None  # this platform's prepared thumbnail, if any
+    short: bool = False  # YouTube: vertical/square and short enough to be a Short
 
     @property
     def key(self) -> str:
@@ -85,7 +89,8 @@ class TaskState:
     task_id: str
     status: str  # pending scheduled processing publishing retry_scheduled deferred + TERMINAL
     spec: Mapping[str, Any]
-    video: Mapping[str, Any] | None = None
+    video: Mapping[str, Any] | None = None  # the source, or the voice-processed video
+    processed: bool = False  # the voice step is done (or not asked for)
     due_at: str | None = None
     max_retries: int = 3
     retry_count: int = 0
@@ -120,17 +125,25 @@ def can_retry(state: TaskState) -> bool:
 
 
 def _phase(targets: Mapping[str, TargetState]) -> str:
-    """A running task's status from its targets."""
+    """A running task's status from its targets' statuses."""
     statuses = {t.status for t in targets.values() if not t.done}
-    if statuses & {"pending", "requested"} or any(
-        not t.done and t.status == "published" for t in targets.values()
-    ):
+    if statuses & {"requested", "published"}:
         return "publishing"
+    if statuses & {"pending", "preparing"}:
+        return "processing"
     if "retry_scheduled" in statuses:
         return "retry_scheduled"
     if "deferred" in statuses:
         return "deferred"
     return "publishing"
+
+
+def _targets_to(state: TaskState, keys: set[str], **changes: Any) -> TaskState:
+    targets = {
+        k: dataclasses.replace(t, **changes) if k in keys else t for k, t in state.targets.items()
+    }
+    status = state.status if state.terminal else _phase(targets)
+    return dataclasses.replace(state, targets=targets, status=status)
 
 
 def _target(state: TaskState, data: Mapping[str, Any]) -> TargetState | None:
@@ -204,13 +217,34 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
             state, timers=tuple(t for t in state.timers if t != data["timer_id"])
         )
     if kind == "task.started":
+        keys = {target_key(t) for t in data.get("targets", [])} or set(state.targets)
         if data["stage"] == "publishing":
             targets = {
                 k: dataclasses.replace(t, status="requested", attempts=t.attempts + 1)
+                if k in keys
+                else t
                 for k, t in state.targets.items()
             }
-            return dataclasses.replace(state, status="publishing", targets=targets)
-        return dataclasses.replace(state, status=data["stage"])
+            return dataclasses.replace(state, status=_phase(targets), targets=targets)
+        return _targets_to(state, keys, status="preparing")
+    if kind == "voice.assembled":
+        return dataclasses.replace(state, video=dict(data["video"]), processed=True)
+    if kind == "voice.failed":
+        keys = {k for k, t in state.targets.items() if t.status in ("pending", "preparing")}
+        error = {"class": "permanent", "code": data["code"], "message": data["message"]}
+        return _targets_to(state, keys, status="failed", error=error)
+    if kind == "media.prepared":
+        target = _target(state, data)
+        if target is None:
+            return state
+        thumb = data.get("thumbnail") or {}
+        return _with_target(state, target, video=dict(data["video"]), short=data["short"],
+                            thumbnail=thumb.get("path") if thumb.get("upload", True) else None)
+    if kind == "media.rejected":
+        target = _target(state, data)
+        if target is None:
+            return state
+        return _with_target(state, target, status="failed", error=dict(data["error"]))
     if kind == "task.retry_scheduled":
         target = _target(state, data)
         if target is None:
@@ -291,18 +325,18 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
     if kind == "task.cancelled":
         return dataclasses.replace(state, status="cancelled", timers=())
     if kind == "task.retried":
+        # failed targets start over from processing: their work files went with the failure
         keys = {target_key(t) for t in data["targets"]}
         targets = {
-            k: dataclasses.replace(t, status="requested", attempts=t.attempts + 1, error=None)
-            if k in keys
-            else t
+            k: dataclasses.replace(t, status="pending", error=None, video=None) if k in keys else t
             for k, t in state.targets.items()
         }
         return dataclasses.replace(
             state,
-            status="publishing",
+            status="processing",
             targets=targets,
             error=None,
+            processed=False,
             retry_count=state.retry_count + 1,
             retry_base=state.retry_count + 1,
         )

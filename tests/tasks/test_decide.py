@@ -90,22 +90,90 @@ def test_a_second_create_of_the_same_task_changes_nothing() -> None:
     assert m.state == state
 
 
+def prepared(target: dict[str, str]) -> Event:
+    video = {**VIDEO, "path": f"/work/{target['platform']}.mp4"}
+    return ev("media.prepared", {"target": target, "video": video, "decision": {}, "short": False})
+
+
 def start(m: Machine, targets: list[dict[str, str]] | None = None, **spec: Any) -> None:
-    m.feed(created(targets=targets or [YT], **spec), OK)
+    """Created, due, prepared for every target: the uploads are requested (m.out)."""
+    targets = targets or [YT]
+    m.feed(created(targets=targets, **spec), OK)
     m.apply_own()
     m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
                               "fired_at": T0}))
-
-
-def test_due_timer_requests_a_publish_per_target() -> None:
-    m = Machine()
-    start(m, [YT, IG])
-    assert types(m.out) == ["task.started", "publish.requested", "publish.requested"]
-    keys = [e.data["account_key"] for e in m.out[1:]]
-    assert keys == ["youtube:main", "instagram:brand"]
-    assert all(e.data["attempt"] == 1 and e.data["video"] == VIDEO for e in m.out[1:])
     m.apply_own()
-    assert m.state is not None and m.state.status == "publishing"
+    out: list[Emit] = []
+    for target in targets:
+        out += m.feed(prepared(target))
+    m.out = out
+
+
+def test_due_timer_prepares_media_then_requests_a_publish_per_target() -> None:
+    m = Machine()
+    m.feed(created(targets=[YT, IG]), OK)
+    m.apply_own()
+    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
+                                    "fired_at": T0}))
+    assert types(out) == ["task.started", "media.requested"]
+    assert out[0].data == {"stage": "processing", "step": "media", "targets": [YT, IG]}
+    assert out[1].data["video"] == VIDEO and out[1].data["targets"] == [YT, IG]
+    m.apply_own()
+    assert m.state is not None and m.state.status == "processing"
+    first = m.feed(prepared(YT))
+    assert types(first) == ["task.started", "publish.requested"]
+    assert first[1].data["account_key"] == "youtube:main" and first[1].data["attempt"] == 1
+    assert first[1].data["video"]["path"] == "/work/youtube.mp4"  # the prepared file
+    m.apply_own()
+    assert m.state.status == "publishing"  # type: ignore[union-attr]
+    second = m.feed(prepared(IG))
+    assert second[1].data["account_key"] == "instagram:brand"
+
+
+def test_voice_runs_once_before_media_preparation() -> None:
+    m = Machine()
+    m.feed(created(targets=[YT, IG], voice={"engine": "world", "pitch": 3}), OK)
+    m.apply_own()
+    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
+                                    "fired_at": T0}))
+    assert types(out) == ["task.started", "voice.requested"]
+    assert out[1].data == {"video": VIDEO, "voice": {"engine": "world", "pitch": 3}}
+    m.apply_own()
+    voiced = {**VIDEO, "path": "/work/voiced.mp4", "sha256": "b" * 64}
+    out = m.feed(ev("voice.assembled", {"video": voiced, "engine": "world", "chunks": 1,
+                                        "audio_seconds": 1, "engine_seconds": 0.1,
+                                        "wall_seconds": 0.2, "separation": {"ran": False}}))
+    assert types(out) == ["task.started", "media.requested"]
+    assert out[1].data["video"] == voiced
+
+
+def test_voice_failure_fails_the_task_with_the_reason() -> None:
+    m = Machine()
+    m.feed(created(voice={"engine": "world"}), OK)
+    m.apply_own()
+    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
+                              "fired_at": T0}))
+    m.apply_own()
+    out = m.feed(ev("voice.failed", {"code": "no_audio_stream", "message": "no audio"}))
+    assert types(out) == ["task.failed"]
+    assert out[0].data["code"] == "no_audio_stream"
+
+
+def test_media_rejection_fails_that_target_before_any_upload() -> None:
+    m = Machine()
+    m.feed(created(targets=[YT, IG]), OK)
+    m.apply_own()
+    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
+                              "fired_at": T0}))
+    m.apply_own()
+    error = {"class": "permanent", "code": "too_long", "message": "Reels allow at most 900 s"}
+    assert m.feed(ev("media.rejected", {"target": IG, "error": error})) == []
+    m.feed(prepared(YT))
+    m.apply_own()
+    out = m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v",
+                                          "url": "u"}))
+    assert types(out) == ["task.failed"]
+    assert out[0].data["code"] == "too_long"
 
 
 def test_a_timer_that_is_not_pending_is_ignored() -> None:
@@ -173,7 +241,12 @@ def test_permanent_failure_on_one_platform_does_not_stop_the_other() -> None:
     assert breakdown["youtube"]["error"]["code"] == "invalidTitle"
     m.apply_own()
     out = m.feed(ev("task.retry_requested"))
-    assert types(out) == ["task.retried", "publish.requested"]  # only the failed platform
+    assert types(out) == ["task.retried"]
+    out = m.feed(ev("task.retried", out[0].data))
+    assert types(out) == ["task.started", "media.requested"]
+    assert out[1].data["targets"] == [YT]  # only the failed platform starts over
+    m.apply_own()
+    out = m.feed(prepared(YT))
     assert out[1].data["target"] == YT and out[1].data["attempt"] == 2
 
 
