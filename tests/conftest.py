@@ -17,6 +17,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import base64
+from typing import Any
+
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +166,32 @@ def python(*args: str, **kw: object) -> subprocess.Popen[bytes]:
     """Start a Python child process with the project on its path."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, *args], env=env, **kw)  # type: ignore[call-overload]
+
+
+# -- lifecycle harness (tests/tasks/harness.py): an App with every consumer running ---------
+@pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fabric.testing.media import make_video
+
+    return make_video(tmp_path_factory.mktemp("media") / "clip.mp4", 1.0, "160x120")
+
+
+@pytest.fixture
+def key() -> str:
+    return base64.urlsafe_b64encode(b"k" * 32).decode()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, key: str) -> Callable[..., Any]:
+    from tests.tasks.harness import Harness
+
+    def make(**kw: Any) -> Any:
+        return Harness(tmp_path, secret_key=key, **kw)
+
+    return make
+
+
+@pytest.fixture
+async def running(harness: Callable[..., Any]) -> AsyncIterator[Any]:
+    async with harness() as h:
+        yield h

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from fabric.events import Event
-from fabric.store.db import Op, upsert
+from fabric.store.db import Op, insert_ignore, upsert
 from fabric.timeutil import sql
 
 __all__ = ["PROJECTED", "STATUS", "TABLES", "project", "upload_id"]
@@ -103,10 +103,11 @@ def _accepted(ev: Event, d: str) -> list[Op]:
 
 
 def _rejected(ev: Event, d: str) -> list[Op]:
+    # a task a producer rejected before it was ever created still gets its row
     row = _task_row(ev, ev.data.get("task") or {}, "rejected")
-    ops = [upsert(d, "tasks", ("id",), row)] if ev.data.get("task") else []
-    return ops + [_state(ev, "rejected", error=ev.data["message"], error_code=ev.data["code"],
-                         completed_at=sql(ev.time))]
+    return [insert_ignore(d, "tasks", row),
+            _state(ev, "rejected", error=ev.data["message"], error_code=ev.data["code"],
+                   completed_at=sql(ev.time))]
 
 
 def _scheduled(ev: Event, d: str) -> list[Op]:

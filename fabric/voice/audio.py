@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 
 from fabric.voice.errors import VoiceError
@@ -35,8 +36,11 @@ __all__ = [
     "iter_blocks",
     "open_wav_writer",
     "probe",
+    "run_tool",
     "sha256_file",
+    "stderr_tail",
     "temp_path",
+    "write_wav",
 ]
 
 BLOCK_FRAMES = 1 << 16
@@ -77,13 +81,15 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+def run_tool(cmd: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg/ffprobe with output captured; a missing binary is a ``tool_missing`` error."""
     if shutil.which(cmd[0]) is None:
         raise VoiceError("tool_missing", f"{cmd[0]} is not installed (needed for audio I/O)")
     return subprocess.run(list(cmd), capture_output=True, check=False, stdin=subprocess.DEVNULL)
 
 
-def _tail(raw: bytes, limit: int = 600) -> str:
+def stderr_tail(raw: bytes, limit: int = 600) -> str:
+    """The end of a tool's stderr, where ffmpeg puts the reason it failed."""
     text = raw.decode("utf-8", "replace").strip()
     return text[-limit:] if text else "(no message)"
 
@@ -105,11 +111,13 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     p = Path(path)
     if not p.is_file():
         raise VoiceError("not_found", f"no such file: {p}")
-    proc = _run(
+    proc = run_tool(
         ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(p)]
     )
     if proc.returncode != 0:
-        raise VoiceError("corrupt_audio", f"ffprobe cannot read {p.name}: {_tail(proc.stderr)}")
+        raise VoiceError(
+            "corrupt_audio", f"ffprobe cannot read {p.name}: {stderr_tail(proc.stderr)}"
+        )
     try:
         doc = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError as exc:
@@ -176,12 +184,15 @@ def extract_audio(
     if strict:
         cmd.append("-xerror")
     cmd += ["-i", str(media), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "pcm_f32le"]
-    cmd += ["-rf64", "auto", "-f", "wav", str(tmp)]
-    proc = _run(cmd)
+    # bitexact: no encoder-version tag in the header, so the bytes (and the sha256 that
+    # events carry) depend on the audio alone
+    cmd += ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-rf64", "auto", "-f", "wav", str(tmp)]
+    proc = run_tool(cmd)
     try:
         if proc.returncode != 0:
             raise VoiceError(
-                "corrupt_audio", f"ffmpeg cannot decode {Path(media).name}: {_tail(proc.stderr)}"
+                "corrupt_audio",
+                f"ffmpeg cannot decode {Path(media).name}: {stderr_tail(proc.stderr)}",
             )
         try:
             got = audio_info(tmp)
@@ -224,9 +235,39 @@ def open_wav_writer(
     """A SoundFile for writing, WAV when it will fit in 4 GiB and RF64 beyond that."""
     width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype, 4)
     container = "RF64" if frames_hint * channels * width >= _WAV_LIMIT else "WAV"
-    return sf.SoundFile(
+    f = sf.SoundFile(
         str(path), "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype
     )
+    _no_peak_chunk(f)
+    return f
+
+
+def write_wav(path: str | os.PathLike[str], data: np.ndarray, sample_rate: int) -> None:
+    """Write ``(frames,)`` or ``(frames, channels)`` samples as a reproducible float WAV."""
+    frames = np.asarray(data, dtype=np.float32).reshape(len(data), -1)
+    with open_wav_writer(path, sample_rate, frames.shape[1], len(frames)) as f:
+        f.write(frames)
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
+
+
+def _no_peak_chunk(f: sf.SoundFile) -> None:
+    """Stop libsndfile from adding its PEAK chunk to float files.
+
+    That chunk carries the wall-clock time of writing, so the same samples written a second
+    later hash differently; chunk files and converted chunks are identified by sha256 in
+    events, and a redelivered chunk must produce the same bytes. soundfile has no public
+    call for this libsndfile command, hence its private handles (soundfile is pinned);
+    ``tests/voice/test_audio.py`` checks that written files carry no PEAK chunk.
+    """
+    snd, ffi, handle = (
+        getattr(sf, "_snd", None),
+        getattr(sf, "_ffi", None),
+        getattr(f, "_file", None),
+    )
+    if snd is not None and ffi is not None and handle is not None:
+        snd.sf_command(handle, _SFC_SET_ADD_PEAK_CHUNK, ffi.NULL, 0)
 
 
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
@@ -238,9 +279,7 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def iter_blocks(
-    f: sf.SoundFile, start: int, stop: int, block: int = BLOCK_FRAMES
-) -> Iterator[Any]:
+def iter_blocks(f: sf.SoundFile, start: int, stop: int, block: int = BLOCK_FRAMES) -> Iterator[Any]:
     """Frames ``[start, stop)`` of an open file as float32 ``(n, channels)`` blocks."""
     f.seek(start)
     pos = start

@@ -1,0 +1,258 @@
+"""Plan and write the chunks of a long audio file (ARCHITECTURE.md section 5, ``splitter``).
+
+A file longer than ``threshold_seconds`` is cut into nearly equal chunks, none much longer
+than ``chunk_seconds``. Each cut sits at the quietest point (short-time RMS over a window
+as long as the join crossfade) within ``search_seconds`` of its nominal position, so the
+crossfade that later hides the seam runs over the least signal there is. Every chunk file
+holds ``context_seconds`` of extra audio on both sides: an engine analyses frames that
+reach back and forward in time, and with context it sees the same neighbourhood at the cut
+that it sees when the whole file is processed at once.
+
+Only the search windows and the chunks' own frames are read, block by block; memory does not
+grow with the input's length (a 1-hour 44.1 kHz stereo file splits in well under 200 MB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from fabric.voice.audio import (
+    audio_info,
+    iter_blocks,
+    open_wav_writer,
+    sha256_file,
+    temp_path,
+)
+from fabric.voice.errors import VoiceError
+
+__all__ = [
+    "Chunk",
+    "Span",
+    "plan_spans",
+    "quietest_point",
+    "split_audio",
+    "write_chunks",
+]
+
+DEFAULT_CHUNK_SECONDS = 300.0
+DEFAULT_THRESHOLD_SECONDS = 180.0
+DEFAULT_CONTEXT_SECONDS = 1.0
+DEFAULT_SEARCH_SECONDS = 10.0
+DEFAULT_RMS_WINDOW_MS = 40.0
+
+_KEEP_SUBTYPES = ("PCM_16", "PCM_24", "FLOAT", "DOUBLE")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """Where one chunk lies in the source, in frames: kept part ``[start, end)`` inside the
+    context range ``[ctx_start, ctx_end)``. Kept parts of consecutive spans touch."""
+
+    index: int
+    start: int
+    end: int
+    ctx_start: int
+    ctx_end: int
+
+    @property
+    def frames(self) -> int:
+        """Frames in the chunk file (the context range)."""
+        return self.ctx_end - self.ctx_start
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chunk:
+    """A chunk file on disk and where it belongs; what a ``chunk.ready`` event carries."""
+
+    index: int
+    path: str
+    sha256: str
+    size: int
+    start: int
+    end: int
+    ctx_start: int
+    ctx_end: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def frames(self) -> int:
+        return self.ctx_end - self.ctx_start
+
+    @property
+    def span(self) -> Span:
+        return Span(self.index, self.start, self.end, self.ctx_start, self.ctx_end)
+
+    def as_data(self) -> dict[str, Any]:
+        """Plain JSON-able fields for an event payload (paths and hashes, never audio)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Chunk:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+def quietest_point(mono: np.ndarray, window: int, prefer: int) -> int:
+    """Index of the centre of the quietest ``window``-long stretch of ``mono``.
+
+    Energies within 1 % (0.04 dB) of the minimum count as equally quiet, and the one nearest
+    ``prefer`` wins: in digital silence (common between TTS sentences) the cut then stays
+    close to its nominal place instead of drifting to the search window's edge.
+    """
+    x = np.asarray(mono, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError("quietest_point needs a non-empty 1-D signal")
+    window = max(1, min(window, len(x)))
+    csum = np.concatenate(([0.0], np.cumsum(x * x)))
+    energy = csum[window:] - csum[:-window]
+    floor = float(energy.min())
+    ok = np.flatnonzero(energy <= floor * 1.01 + 1e-12 * window)
+    centres = ok + window // 2
+    return int(centres[np.argmin(np.abs(centres - prefer))])
+
+
+def _read_mono(f: sf.SoundFile, start: int, stop: int) -> np.ndarray:
+    f.seek(start)
+    data = f.read(stop - start, dtype="float32", always_2d=True)
+    return np.asarray(data.mean(axis=1), dtype=np.float64)
+
+
+def plan_spans(
+    path: str | os.PathLike[str],
+    *,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    threshold_seconds: float = DEFAULT_THRESHOLD_SECONDS,
+    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    search_seconds: float = DEFAULT_SEARCH_SECONDS,
+    rms_window_ms: float = DEFAULT_RMS_WINDOW_MS,
+    align: int = 1,
+) -> list[Span]:
+    """Decide the chunks of ``path`` without writing anything.
+
+    At or under ``threshold_seconds`` the whole file is one span. Above it the file gets
+    ``max(2, ceil(duration / chunk_seconds))`` chunks of nearly equal length (so a 200 s file
+    with a 180 s threshold still gives two workers something to do, and no chunk is a short
+    leftover). Each cut moves to the quietest point within ``search_seconds`` (at most a
+    quarter of the nominal chunk length, so chunks stay at least half the nominal length).
+
+    ``align`` (from ``VoiceEngine.frame_alignment``) moves each context start down to a
+    multiple of that many frames, so the engine's analysis frames inside a chunk fall on the
+    same absolute times as in a whole-file run and the chunk's output matches it closely.
+    """
+    if chunk_seconds <= 0 or threshold_seconds < 0 or context_seconds < 0 or search_seconds < 0:
+        raise VoiceError("bad_option", "chunk, threshold, context and search must be >= 0")
+    if align < 1:
+        raise VoiceError("bad_option", f"align must be >= 1, got {align}")
+    info = audio_info(path)
+    n, sr = info.frames, info.sample_rate
+    if n == 0:
+        raise VoiceError("empty_audio", f"{Path(path).name} holds no samples")
+    pad = round(context_seconds * sr)
+    if n <= threshold_seconds * sr:
+        return [Span(0, 0, n, 0, n)]
+    count = max(2, math.ceil(n / (chunk_seconds * sr)))
+    nominal = n / count
+    reach = min(round(search_seconds * sr), int(nominal / 4))
+    window = max(1, round(rms_window_ms * sr / 1000))
+    cuts = [0]
+    with sf.SoundFile(str(path)) as f:
+        for i in range(1, count):
+            target = round(i * nominal)
+            lo = max(cuts[-1] + window, target - reach - window // 2)
+            hi = min(n, target + reach + window - window // 2)
+            if hi - lo <= window:
+                cuts.append(target)
+                continue
+            mono = _read_mono(f, lo, hi)
+            cuts.append(lo + quietest_point(mono, window, target - lo))
+    cuts.append(n)
+    return [
+        Span(i, a, b, max(0, a - pad) // align * align, min(n, b + pad))
+        for i, (a, b) in enumerate(itertools.pairwise(cuts))
+    ]
+
+
+def write_chunks(
+    path: str | os.PathLike[str],
+    spans: Sequence[Span],
+    out_dir: str | os.PathLike[str],
+    *,
+    stem: str = "chunk",
+) -> list[Chunk]:
+    """Write each span's context range to ``out_dir/{stem}-{index:04d}.wav``.
+
+    Files are written under a temporary name and renamed when complete, so a splitter killed
+    mid-write never leaves a truncated chunk under the final name; the sha256 is taken from
+    the finished file. PCM_16/24 and float inputs keep their sample format (lossless).
+    """
+    info = audio_info(path)
+    subtype = info.subtype if info.subtype in _KEEP_SUBTYPES else "FLOAT"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chunks: list[Chunk] = []
+    with sf.SoundFile(str(path)) as src:
+        for span in spans:
+            if not 0 <= span.ctx_start <= span.start < span.end <= span.ctx_end <= info.frames:
+                raise VoiceError("bad_chunks", f"span {span} does not fit {info.frames} frames")
+            final = out / f"{stem}-{span.index:04d}.wav"
+            tmp = temp_path(final)
+            try:
+                with open_wav_writer(
+                    tmp, info.sample_rate, info.channels, span.frames, subtype
+                ) as dst:
+                    for block in iter_blocks(src, span.ctx_start, span.ctx_end):
+                        dst.write(block)
+                os.replace(tmp, final)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            chunks.append(
+                Chunk(
+                    index=span.index,
+                    path=str(final),
+                    sha256=sha256_file(final),
+                    size=final.stat().st_size,
+                    start=span.start,
+                    end=span.end,
+                    ctx_start=span.ctx_start,
+                    ctx_end=span.ctx_end,
+                    sample_rate=info.sample_rate,
+                    channels=info.channels,
+                )
+            )
+    return chunks
+
+
+def split_audio(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    threshold_seconds: float = DEFAULT_THRESHOLD_SECONDS,
+    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    search_seconds: float = DEFAULT_SEARCH_SECONDS,
+    rms_window_ms: float = DEFAULT_RMS_WINDOW_MS,
+    align: int = 1,
+    stem: str = "chunk",
+) -> list[Chunk]:
+    """``plan_spans`` then ``write_chunks``: the whole job of the splitter consumer."""
+    spans = plan_spans(
+        path,
+        chunk_seconds=chunk_seconds,
+        threshold_seconds=threshold_seconds,
+        context_seconds=context_seconds,
+        search_seconds=search_seconds,
+        rms_window_ms=rms_window_ms,
+        align=align,
+    )
+    return write_chunks(path, spans, out_dir, stem=stem)
