@@ -21,6 +21,11 @@ REGISTRY: dict[str, str] = {
     "publisher": "consumers.publisher:consumer",
     "projector": "consumers.projector:consumer",
     "media": "consumers.media:consumer",
+    "splitter": "consumers.splitter:consumer",
+    "voice": "consumers.voice_worker:consumer",
+    "aggregator": "consumers.aggregator:consumer",
+    "notifier": "consumers.notifier:consumer",
+    "refresher": "consumers.refresher:consumer",
     "probe": "consumers.probe:consumer",
 }
 

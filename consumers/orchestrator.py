@@ -29,6 +29,7 @@ HANDLED = frozenset({
     "task.retry_requested", "task.retried", "timer.fired", "publish.started",
     "publish.completed", "publish.failed", "publish.deferred", "interaction.posted",
     "interaction.failed", "voice.assembled", "voice.failed", "media.prepared", "media.rejected",
+    "metadata.update_requested", "metadata.scheduled", "metadata.updated", "metadata.failed",
 })
 
 

@@ -327,6 +327,41 @@ S.append(schema("media.rejected", T, "The video cannot be made to fit the target
                   "error": {"class": "permanent", "code": "too_long", "message": "Instagram Reels allow at most 900 s; this video is 1203.4 s"}}],
                 defs=("target", "error")))
 
+# -- scheduled metadata updates (issue 8): a change to an already-published video
+CHANGES = {"type": "object", "minProperties": 1, "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 5000},
+    "description": {"type": "string", "maxLength": 20000},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "privacy": {"type": "string", "enum": ["private", "unlisted", "public"]},
+    "thumbnail": {"type": "string", "description": "path of a new thumbnail image"}},
+    "additionalProperties": False}
+EX_CHANGES = {"privacy": "public"}
+S.append(schema("metadata.update_requested", T, "An operator asks to change published videos of a task, now or at a time (e.g. unlisted -> public at 18:00).",
+                {"targets": {"type": "array", "items": ref("target")}, "changes": CHANGES, "at": {"type": ["string", "null"]}},
+                ["changes"], [{"changes": EX_CHANGES, "at": "2026-12-01T18:00:00+01:00"}], defs=("target",)))
+S.append(schema("metadata.scheduled", T, "A metadata change is planned: applied now, or when its timer fires.",
+                {"update_id": {"type": "string"}, "targets": {"type": "array", "items": ref("target"), "minItems": 1},
+                 "changes": CHANGES, "due_at": TIME, "timer_id": {"type": "string"}},
+                ["update_id", "targets", "changes", "due_at"],
+                [{"update_id": "t1:meta:1", "targets": [EX_TARGET], "changes": EX_CHANGES, "due_at": "2026-12-01T17:00:00.000Z",
+                  "timer_id": "t1:metadata:1"}], defs=("target",)))
+S.append(schema("metadata.update", "fabric.publish", "Apply a metadata change to one published video (videos.update / thumbnails.set), with quota accounting.",
+                {"update_id": {"type": "string"}, "target": ref("target"), "account_key": {"type": "string"},
+                 "video_id": {"type": "string"}, "changes": CHANGES, "attempt": {"type": "integer", "minimum": 1}},
+                ["update_id", "target", "account_key", "video_id", "changes", "attempt"],
+                [{"update_id": "t1:meta:1", "target": EX_TARGET, "account_key": "youtube:main", "video_id": "abc123",
+                  "changes": EX_CHANGES, "attempt": 1}], key="data.account_key", defs=("target",)))
+S.append(schema("metadata.updated", T, "A published video's metadata was changed.",
+                {"update_id": {"type": "string"}, "target": ref("target"), "video_id": {"type": "string"}, "changes": CHANGES},
+                ["update_id", "target", "video_id", "changes"],
+                [{"update_id": "t1:meta:1", "target": EX_TARGET, "video_id": "abc123", "changes": EX_CHANGES}], defs=("target",)))
+S.append(schema("metadata.failed", T, "A metadata change failed; quota errors are retried at the reset, others are final.",
+                {"update_id": {"type": "string"}, "target": ref("target"), "video_id": {"type": "string"},
+                 "error": ref("error"), "retryable": {"type": "boolean"}, "attempt": {"type": "integer", "minimum": 1}},
+                ["update_id", "target", "video_id", "error", "retryable", "attempt"],
+                [{"update_id": "t1:meta:1", "target": EX_TARGET, "video_id": "abc123", "retryable": False, "attempt": 1,
+                  "error": {"class": "permanent", "code": "invalidTitle", "message": "bad title"}}], defs=("target", "error")))
+
 for s in S:
     (OUT / f"{s['title']}.json").write_text(json.dumps(s, indent=2, ensure_ascii=False) + "\n")
 print(f"wrote {len(S)} schemas")

@@ -28,7 +28,8 @@ from fabric.timeutil import parse, wire
 
 __all__ = ["COMMANDS", "Emit", "Policy", "Verdict", "backoff", "can_retry", "decide"]
 
-COMMANDS = frozenset({"task.cancel_requested", "task.reschedule_requested", "task.retry_requested"})
+COMMANDS = frozenset({"task.cancel_requested", "task.reschedule_requested",
+                      "task.retry_requested", "metadata.update_requested"})
 CANCELLABLE = frozenset({"pending", "scheduled", "processing", "retry_scheduled", "deferred"})
 
 
@@ -162,6 +163,25 @@ def _finish(state: TaskState) -> list[Emit]:
     ]
 
 
+def _metadata_updates(state: TaskState, update_id: str, attempt: int) -> list[Emit]:
+    """One ``metadata.update`` per target of a scheduled change (to the publisher)."""
+    update = state.metadata.get(update_id)
+    if update is None:
+        return []
+    out = []
+    for target in update["targets"]:
+        current = state.targets.get(target_key(target))
+        if current is None or not current.video_id:
+            continue
+        if update.get("done", {}).get(current.key) == "updated":
+            continue
+        out.append(Emit("metadata.update", {
+            "update_id": update_id, "target": current.target, "account_key": current.key,
+            "video_id": current.video_id, "changes": dict(update["changes"]), "attempt": attempt,
+        }))
+    return out
+
+
 def _rejected(command: str, code: str, message: str) -> list[Emit]:
     return [Emit("task.command_rejected", {"command": command, "code": code, "message": message})]
 
@@ -215,6 +235,8 @@ def decide(
             if before.status != "scheduled":
                 return []
             return _process(after, list(after.targets.values()))
+        if data["purpose"] == "metadata":
+            return _metadata_updates(after, data["payload"]["update_id"], attempt=1)
         target = after.targets.get(target_key(data["target"])) if data.get("target") else None
         if target is None or target.status not in ("retry_scheduled", "deferred"):
             return []
@@ -299,6 +321,21 @@ def decide(
         return _start(after, [target])
     if kind == "task.retried":
         return _process(after, [t for t in after.targets.values() if t.status == "pending"])
+    if kind == "metadata.scheduled":
+        return [] if data.get("timer_id") else _metadata_updates(after, data["update_id"], 1)
+    if kind == "metadata.failed":
+        error = data["error"]
+        update = after.metadata.get(data["update_id"])
+        if update is None or error.get("class") != "quota" or not error.get("reset_at"):
+            return []  # transient errors were retried by the publisher already; the rest is final
+        timer = f"{data['update_id']}:quota:{data['attempt']}"
+        return [Emit("metadata.scheduled", {"update_id": data["update_id"],
+                                            "targets": [data["target"]],
+                                            "changes": dict(update["changes"]),
+                                            "due_at": error["reset_at"], "timer_id": timer}),
+                Emit("timer.set", {"timer_id": timer, "due_at": error["reset_at"],
+                                   "purpose": "metadata",
+                                   "payload": {"update_id": data["update_id"]}, "target": None})]
     assert before is not None
     if kind == "task.cancel_requested":
         busy = [t.key for t in before.targets.values() if t.status in ("requested", "published")]
@@ -338,6 +375,27 @@ def decide(
                 },
             ),
         ]
+    if kind == "metadata.update_requested":
+        published = [t for t in before.targets.values() if t.status == "published" and t.video_id]
+        wanted = {target_key(t) for t in data.get("targets", [])}
+        chosen = [t for t in published if not wanted or t.key in wanted]
+        if not chosen:
+            return _rejected(kind, "nothing_published",
+                             "no published video to update for this task")
+        update_id = f"{before.task_id}:meta:{len(before.metadata) + 1}"
+        scheduled: dict[str, Any] = {"update_id": update_id, "targets": [t.target for t in chosen],
+                                     "changes": dict(data["changes"])}
+        if data.get("at"):
+            try:
+                due = wire(parse(data["at"]))
+            except ValueError as exc:
+                return _rejected(kind, "bad_scheduled_time", str(exc))
+            if parse(due) > parse(event.time):
+                timer = f"{before.task_id}:metadata:{len(before.metadata) + 1}"
+                return [Emit("metadata.scheduled", {**scheduled, "due_at": due, "timer_id": timer}),
+                        Emit("timer.set", {"timer_id": timer, "due_at": due, "purpose": "metadata",
+                                           "payload": {"update_id": update_id}, "target": None})]
+        return [Emit("metadata.scheduled", {**scheduled, "due_at": event.time})]
     if kind == "task.retry_requested":
         failed = [t for t in before.targets.values() if t.status == "failed"]
         if before.status != "failed" or not failed:

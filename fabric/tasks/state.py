@@ -101,6 +101,8 @@ class TaskState:
     created_at: str | None = None
     updated_at: str | None = None
     version: int = 0
+    # scheduled metadata changes of published videos: update_id -> {targets, changes, ...}
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -164,14 +166,18 @@ def illegal(state: TaskState | None, event: Event) -> str | None:
         return None if state is None else "task exists"
     if state is None:
         return f"{kind} for a task never created"
-    if state.terminal and kind not in (
-        "task.retry_requested",
-        "task.retried",
-        "interaction.posted",
-        "interaction.failed",
-    ):
+    if state.terminal and kind not in AFTER_THE_END:
         return f"task is {state.status}"
     return None
+
+
+# what may still happen to a task that ended: a retry of what failed, late interaction
+# results, and changes to what was published (scheduled metadata updates)
+AFTER_THE_END = frozenset({
+    "task.retry_requested", "task.retried", "interaction.posted", "interaction.failed",
+    "metadata.update_requested", "metadata.scheduled", "metadata.updated", "metadata.failed",
+    "timer.fired",
+})
 
 
 def evolve(state: TaskState | None, event: Event) -> TaskState | None:
@@ -340,4 +346,21 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
             retry_count=state.retry_count + 1,
             retry_base=state.retry_count + 1,
         )
+    if kind == "metadata.scheduled":
+        updates = dict(state.metadata)
+        updates[data["update_id"]] = {"targets": data["targets"], "changes": data["changes"],
+                                      "status": "scheduled"}
+        timers = (*state.timers, data["timer_id"]) if data.get("timer_id") else state.timers
+        return dataclasses.replace(state, metadata=updates, timers=timers)
+    if kind in ("metadata.updated", "metadata.failed"):
+        update = state.metadata.get(data["update_id"])
+        if update is None:
+            return unchanged
+        done = dict(update.get("done", {}))
+        final = kind == "metadata.updated" or not data.get("retryable")
+        done[target_key(data["target"])] = "updated" if kind == "metadata.updated" else (
+            "failed" if final else "retrying")
+        updates = dict(state.metadata)
+        updates[data["update_id"]] = {**update, "done": done}
+        return dataclasses.replace(state, metadata=updates)
     return unchanged  # commands and informational events do not change the state

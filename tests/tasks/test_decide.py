@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fabric.events import Event
+from fabric.schemas import registry
 from fabric.tasks.decide import Emit, Policy, Verdict, backoff, decide
 from fabric.tasks.state import TaskState, evolve
 from fabric.timeutil import parse
@@ -49,7 +50,8 @@ class Machine:
 
     def apply_own(self) -> None:
         """Feed back what was decided onto fabric.tasks (as the log would)."""
-        for emit in [e for e in self.out if e.type.startswith(("task.", "timer.fired"))]:
+        mine = [e for e in self.out if registry().get(e.type).topic == "fabric.tasks"]
+        for emit in mine:
             self.feed(ev(emit.type, emit.data))
 
 
@@ -349,3 +351,51 @@ def test_backoff_is_deterministic_and_bounded() -> None:
     assert backoff("a", 3, POLICY) != backoff("b", 3, POLICY)
     assert all(POLICY.retry_max_s / 2 <= backoff("x", n, POLICY) <= POLICY.retry_max_s
                for n in range(5, 12))
+
+
+def completed_machine() -> Machine:
+    m = Machine()
+    start(m, [YT, IG])
+    m.apply_own()
+    m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v1", "url": "u1"}))
+    m.feed(ev("publish.completed", {"target": IG, "attempt": 1, "video_id": "m1", "url": "u2"}))
+    m.apply_own()  # task.completed
+    assert m.state is not None and m.state.status == "completed"
+    return m
+
+
+def test_metadata_update_now_goes_to_every_published_video() -> None:
+    m = completed_machine()
+    out = m.feed(ev("metadata.update_requested", {"changes": {"privacy": "public"}}))
+    assert types(out) == ["metadata.scheduled"]
+    out = m.feed(ev("metadata.scheduled", out[0].data))
+    assert types(out) == ["metadata.update", "metadata.update"]
+    assert {e.data["video_id"] for e in out} == {"v1", "m1"}
+    assert all(e.data["changes"] == {"privacy": "public"} for e in out)
+
+
+def test_metadata_update_at_a_time_uses_a_timer_and_quota_waits_for_the_reset() -> None:
+    m = completed_machine()
+    out = m.feed(ev("metadata.update_requested", {"changes": {"title": "New"}, "targets": [YT],
+                                                  "at": "2026-11-29T18:00:00+00:00"}))
+    assert types(out) == ["metadata.scheduled", "timer.set"]
+    assert out[1].data["due_at"] == "2026-11-29T18:00:00.000Z"
+    m.apply_own()  # metadata.scheduled records the timer
+    timer = out[1].data["timer_id"]
+    out = m.feed(ev("timer.fired", {"timer_id": timer, "purpose": "metadata", "due_at": T0,
+                                    "fired_at": T0, "payload": out[1].data["payload"]}))
+    assert types(out) == ["metadata.update"] and out[0].data["target"] == YT
+    quota = {"class": "quota", "code": "quotaExceeded", "message": "out",
+             "reset_at": "2026-11-30T08:00:00.000Z"}
+    out = m.feed(ev("metadata.failed", {"update_id": out[0].data["update_id"], "target": YT,
+                                        "video_id": "v1", "error": quota, "retryable": False,
+                                        "attempt": 1}))
+    assert types(out) == ["metadata.scheduled", "timer.set"]
+    assert out[1].data["due_at"] == quota["reset_at"]
+
+
+def test_metadata_update_without_a_published_video_is_refused() -> None:
+    m = Machine()
+    scheduled(m)
+    out = m.feed(ev("metadata.update_requested", {"changes": {"privacy": "public"}}))
+    assert out[0].data["code"] == "nothing_published"
