@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "publisher": "consumers.publisher:consumer",
     "projector": "consumers.projector:consumer",
     "media": "consumers.media:consumer",
+    "cleanup": "consumers.media:cleanup",
     "splitter": "consumers.splitter:consumer",
     "voice": "consumers.voice_worker:consumer",
     "aggregator": "consumers.aggregator:consumer",
@@ -30,7 +31,10 @@ REGISTRY: dict[str, str] = {
 }
 
 # what `run.py` and `fabric consume --all` start
-DEFAULT = ("orchestrator", "scheduler", "media", "publisher", "projector")
+# notifier and refresher start with no configuration at all (no tokens, no SMTP, no
+# accounts): they then send nothing and refresh nothing, so the demo needs no set-up
+DEFAULT = ("orchestrator", "scheduler", "media", "publisher", "projector", "cleanup",
+           "notifier", "refresher")
 
 
 def load(name: str, app: App) -> Consumer:

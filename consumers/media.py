@@ -88,14 +88,22 @@ def consumer(app: App) -> Consumer:
         })
 
     async def handle(event: Event, ctx: Context) -> None:
-        if event.type in ENDED:
-            task_id = event.subject or ""
-            if dirs.path(task_id).exists():  # nothing to clean is not counted
-                key = "cleanup:removed" if dirs.remove(task_id) else "cleanup:failed"
-                ctx.put(key, (await ctx.get(key) or 0) + 1)
-            return
         for target in event.data["targets"]:
             await prepare_target(event, ctx, target, dict(event.data["video"]))
 
-    return Consumer("media", ["fabric.media", "fabric.tasks"], handle, batch_max=1,
-                    accepts=frozenset({"media.requested", *ENDED}))
+    return Consumer("media", ["fabric.media"], handle, batch_max=1,
+                    accepts=frozenset({"media.requested"}))
+
+
+def cleanup(app: App) -> Consumer:
+    """Removes a task's work directory when the task ends (success, failure, cancellation,
+    rejection) and counts the cleanups: the "temp file cleanup success" metric."""
+    dirs = WorkDirs(work_root(app))
+
+    async def handle(event: Event, ctx: Context) -> None:
+        task_id = event.subject or ""
+        if dirs.path(task_id).exists():  # nothing to clean is not counted
+            key = "cleanup:removed" if dirs.remove(task_id) else "cleanup:failed"
+            ctx.put(key, (await ctx.get(key) or 0) + 1)
+
+    return Consumer("cleanup", ["fabric.tasks"], handle, accepts=ENDED, precheck=False)

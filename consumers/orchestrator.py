@@ -55,4 +55,4 @@ def consumer(app: App) -> Consumer:
         if after is not None and after is not before:
             ctx.put(key, after.to_dict())
 
-    return Consumer("orchestrator", ["fabric.tasks"], handle, accepts=HANDLED)
+    return Consumer("orchestrator", ["fabric.tasks"], handle, accepts=HANDLED, precheck=False, linger_s=0.02)

@@ -29,4 +29,5 @@ def consumer(app: App) -> Consumer:
         ctx.sql(*upsert(dialect, "projector_offsets", ("topic", "part"),
                         {"topic": rec.topic, "part": rec.partition, "next_offset": rec.offset + 1}))
 
-    return Consumer("projector", ["fabric.tasks"], handle, accepts=frozenset(PROJECTED))
+    return Consumer("projector", ["fabric.tasks"], handle, accepts=frozenset(PROJECTED),
+                    precheck=False, linger_s=0.02)

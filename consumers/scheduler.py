@@ -138,6 +138,6 @@ def consumer(app: App) -> Consumer:
     scheduler = Scheduler()
     app.runtime.services["scheduler"] = scheduler
     return Consumer("scheduler", ["fabric.timers"], scheduler.handle,
-                    accepts=frozenset({"timer.set", "timer.cancelled"}),
+                    accepts=frozenset({"timer.set", "timer.cancelled"}), precheck=False,
                     on_start=scheduler.start, on_stop=scheduler.stop)
 

@@ -77,6 +77,14 @@ class Consumer:
     backoff_initial: float = 0.05
     backoff_max: float = 5.0
     batch_max: int = 500
+    # Look the batch's event ids up in the inbox before running handlers. Worth it where a
+    # handler has outside side effects or is slow; handlers that only stage state changes
+    # skip it (the inbox row written with their changes still drops duplicates).
+    precheck: bool = True
+    # Wait this long for more records before handling a small batch: fewer, larger
+    # transactions when events trickle in from many tasks at once (throughput), at the
+    # price of that much latency per hop.
+    linger_s: float = 0.0
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
 
@@ -145,10 +153,12 @@ class Context:
         return ev
 
     async def emit_now(self, type: str, data: dict[str, Any], *, subject: str | None = None) -> Event:
-        """Publish at once, outside the transaction: for progress and "started" notices,
-        which are informational, may repeat after a crash, and project idempotently."""
+        """Publish now, outside the transaction: for progress and "started" notices, which
+        are informational, may repeat after a crash, and project idempotently. The append
+        is queued, not awaited here: the runtime awaits it before the handler's outbox is
+        published, so these events still land first."""
         ev = self.event.caused(type, data, source=self._w.spec.name, subject=subject)
-        await self._w.rt.bus.publish(ev)
+        self._w.pending.append(asyncio.ensure_future(self._w.rt.bus.publish(ev)))
         return ev
 
     def sql(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -160,11 +170,14 @@ class Context:
             raw = self.writes[key]
         elif key in self._overlay.values:
             raw = self._overlay.values[key]
+        elif key in self._w.kv_cache:
+            raw = self._w.kv_cache[key]
         else:
             rows = await self.db.fetchall(
                 "SELECT v FROM kv WHERE consumer=? AND k=?", (self._w.spec.name, key)
             )
             raw = rows[0][0] if rows else None
+            self._w.cache(key, raw)
         return None if raw is None else orjson.loads(raw)
 
     def put(self, key: str, value: Any) -> None:
@@ -261,6 +274,11 @@ class _Worker:
         self._slots = asyncio.Semaphore(max(1, spec.concurrency))
         self._sub: Subscription | None = None
         self._paused: set[TP] = set()
+        # Committed kv values this member has read or written. Keys belong to one partition
+        # (a task's state lives with its events), and a partition to one member at a time:
+        # while it is assigned nobody else writes them. Cleared on every revocation.
+        self.kv_cache: dict[str, bytes | None] = {}
+        self.pending: list[asyncio.Future[Any]] = []  # emit_now appends in flight
         self._retrying = AsyncRetrying(
             stop=stop_after_attempt(spec.max_attempts),
             wait=wait_exponential_jitter(
@@ -320,7 +338,13 @@ class _Worker:
             await asyncio.gather(*late, return_exceptions=True)
         await sub.close()
 
+    def cache(self, key: str, raw: bytes | None) -> None:
+        if len(self.kv_cache) >= 100_000:
+            self.kv_cache.clear()
+        self.kv_cache[key] = raw
+
     async def _on_revoke(self, tps: set[TP]) -> None:
+        self.kv_cache.clear()
         pending: list[asyncio.Task[None]] = []
         for tp in tps:
             self._paused.discard(tp)
@@ -342,6 +366,8 @@ class _Worker:
         try:
             while q:
                 if self.spec.ordered:
+                    if self.spec.linger_s and len(q) < self.spec.batch_max:
+                        await asyncio.sleep(self.spec.linger_s)
                     batch = [q.popleft() for _ in range(min(len(q), self.spec.batch_max))]
                     await self._process_retrying(batch)
                 else:
@@ -407,7 +433,7 @@ class _Worker:
                 origin.append(rec)
                 continue
             good.append((rec, ev))
-        seen = await self._seen([ev.id for _, ev in good]) if good else set()
+        seen = await self._seen([ev.id for _, ev in good]) if good and spec.precheck else set()
         overlay = _Overlay()
         handler = spec.handler
         handled = 0
@@ -430,8 +456,16 @@ class _Worker:
                 units.append(ctx.unit())
             origin.append(rec)
         stats.handled += handled
+        if self.pending:
+            pending, self.pending = self.pending, []
+            await asyncio.gather(*pending)
         if units:
             applied = await self._apply(units, origin)
+            for key, value in overlay.values.items():
+                if all(applied):
+                    self.cache(key, value)
+                else:  # a rival's duplicate won somewhere: read these keys afresh
+                    self.kv_cache.pop(key, None)
             rows = [r for u, ok in zip(units, applied, strict=True) if ok for r in u.outbox]
             stats.duplicates += applied.count(False)
             if rows:

@@ -73,7 +73,9 @@ class SqliteLog:
         self._reader = SqliteThread(self.path, "log-reader", synchronous)
         self._meta: dict[str, tuple[int, int]] = {}  # name -> (id, partitions)
         self._appends = GroupCommit(self._writer, self._append)
-        self._changed: asyncio.Event | None = None
+        # in-process wake-ups: appends per topic, and the subscriptions waiting on each topic
+        self._appended: dict[str, int] = {}
+        self._waiters: dict[str, set[asyncio.Event]] = {}
         self._started = False
         self._subs: set[_SqliteSubscription] = set()
         self._rr = 0
@@ -82,7 +84,7 @@ class SqliteLog:
     async def start(self) -> None:
         if self._started:
             return
-        self._changed = asyncio.Event()
+
         def schema(conn: sqlite3.Connection) -> None:
             conn.executescript(_SCHEMA)
 
@@ -158,13 +160,14 @@ class SqliteLog:
         except Exception:
             self._meta.clear()  # a rolled-back topic creation must not stay cached
             raise
-        self._notify()
+        self._notify({m.topic for m in messages})
         return result
 
-    def _notify(self) -> None:
-        assert self._changed is not None
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _notify(self, topics: set[str]) -> None:
+        for topic in topics:
+            self._appended[topic] = self._appended.get(topic, 0) + 1
+            for wake in self._waiters.get(topic, ()):
+                wake.set()
 
     def _append(self, conn: sqlite3.Connection, msgs: list[Message]) -> list[tuple[int, int]]:
         now = int(time.time() * 1000)
@@ -274,7 +277,12 @@ class _SqliteSubscription(PartitionedSubscription):
         self._joined: asyncio.Event = asyncio.Event()
         self._draining: dict[TP, asyncio.Task[None]] = {}
         self._data_version = -1
-        self._seen_change: asyncio.Event | None = None
+        # wake-ups from appends in this process; other processes are seen by polling
+        self._wake = asyncio.Event()
+        self._seen_appends = -1
+        self._last_poll = 0.0
+        for topic in self.topics:
+            log._waiters.setdefault(topic, set()).add(self._wake)
 
     def _dirty(self) -> None:
         self._data_version = -1
@@ -377,9 +385,15 @@ class _SqliteSubscription(PartitionedSubscription):
 
     async def _fetch(self, wanted: list[tuple[TP, int]], max_records: int) -> list[Record]:
         log = self._log
+        appends = sum(log._appended.get(t, 0) for t in self.topics)
+        changed = appends != self._seen_appends
+        now = time.monotonic()
+        if not changed and self._data_version != -1 and now - self._last_poll < log.poll_interval:
+            return []  # nothing appended here; another process's appends can wait a poll
+        self._wake.clear()  # appends from now on wake the next wait
+        self._seen_appends = appends
+        self._last_poll = now
         metas = {tp[0]: log._meta[tp[0]][0] for tp, _ in wanted}
-        changed = self._seen_change is not None and self._seen_change.is_set()
-        self._seen_change = log._changed
 
         def fetch(conn: sqlite3.Connection) -> list[Record]:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -410,10 +424,8 @@ class _SqliteSubscription(PartitionedSubscription):
         await self._log._writer.transaction(work)
 
     async def _wait(self, timeout: float) -> None:
-        changed = self._log._changed
-        assert changed is not None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), min(timeout, self._log.poll_interval))
+            await asyncio.wait_for(self._wake.wait(), min(timeout, self._log.poll_interval))
 
     async def close(self) -> None:
         if self._closed:
@@ -438,4 +450,6 @@ class _SqliteSubscription(PartitionedSubscription):
 
             await self._log._writer.transaction(leave)
         await self._reader.close()
+        for topic in self.topics:
+            self._log._waiters.get(topic, set()).discard(self._wake)
         self._log._subs.discard(self)

@@ -79,8 +79,7 @@ class LocalPlatform:
         if not os.path.exists(job.video_path):
             raise PlatformError(ErrorClass.PERMANENT, "video_missing",
                                 f"{job.video_path} does not exist any more")
-        intent.state.update(stage="copying", video_id=video_id)
-        await intents.save(intent)
+        # no intent needed: the folder is the record (metadata.json with the sha256 = done)
         folder.mkdir(parents=True, exist_ok=True)
         ext = Path(job.video_path).suffix or ".mp4"
         final = folder / f"video{ext}"
@@ -96,8 +95,6 @@ class LocalPlatform:
         part = folder / ".metadata.json.part"
         part.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
         os.replace(part, meta_path)  # the metadata's arrival is the publish
-        intent.state.update(stage="done", video_id=video_id)
-        await intents.save(intent)
         return PublishResult(video_id, url, bytes_sent=sent, details={"folder": str(folder)})
 
     def _inject(self, job: PublishJob, settings: dict[str, Any]) -> None:
@@ -131,18 +128,25 @@ class LocalPlatform:
                                 reset_at=reset)
 
     async def _copy(self, src: str, dst: Path, total: int, progress: Progress) -> int:
+        """Copy in a worker thread, block by block, fsync'd; progress after each block."""
+        loop = asyncio.get_running_loop()
         done = 0
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            while True:
-                block = await asyncio.to_thread(fin.read, self.chunk)
-                if not block:
-                    break
-                fout.write(block)
-                done += len(block)
-                await progress(done, total)
-            fout.flush()
-            os.fsync(fout.fileno())
-        return done
+
+        def copy() -> int:
+            nonlocal done
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                while block := fin.read(self.chunk):
+                    fout.write(block)
+                    done += len(block)
+                    if done < total:
+                        asyncio.run_coroutine_threadsafe(progress(done, total), loop)
+                fout.flush()
+                os.fsync(fout.fileno())
+            return done
+
+        sent = await asyncio.to_thread(copy)
+        await progress(sent, total)
+        return sent
 
     async def interact(
         self, job: InteractionJob, intent: Intent, intents: IntentStore

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from typing import Any
 
 import orjson
@@ -66,9 +67,11 @@ def _parse(value: str | None) -> dt.datetime | None:
 
 
 class AccountStore:
-    def __init__(self, db: Database, cipher: Cipher) -> None:
+    def __init__(self, db: Database, cipher: Cipher, ttl: float = 1.0) -> None:
         self.db = db
         self.cipher = cipher
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, Account | None]] = {}
 
     # -- where each platform lives -----------------------------------------------------------
     @staticmethod
@@ -81,6 +84,9 @@ class AccountStore:
     def _where(self, platform: str, name: str) -> tuple[str, str, str, tuple[Any, ...]]:
         table, ext, where, params = self._table(platform)
         return table, ext, where, (*params, name)
+
+    def _forget(self, platform: str, name: str) -> None:
+        self._cache.pop((platform, name), None)
 
     def _seal(self, platform: str, name: str, field: str, value: str | None) -> str | None:
         return None if value is None else self.cipher.encrypt(value, f"{platform}:{name}:{field}")
@@ -130,11 +136,24 @@ class AccountStore:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         await self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+        self._forget(platform, name)
         account = await self.get(platform, name)
         assert account is not None
         return account
 
     async def get(self, platform: str, name: str) -> Account | None:
+        """The account (no secrets). Cached for ``ttl`` seconds: every publish, validation
+        and preparation asks, and a change (disable, settings) applies within the ttl; this
+        store's own writes apply at once."""
+        now = time.monotonic()
+        hit = self._cache.get((platform, name))
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        account = await self._get(platform, name)
+        self._cache[(platform, name)] = (now, account)
+        return account
+
+    async def _get(self, platform: str, name: str) -> Account | None:
         table, ext, where, params = self._where(platform, name)
         rows = await self.db.fetchall(
             f"SELECT name, {ext}, enabled, settings, token_expires_at, token_issued_at,"
@@ -191,12 +210,15 @@ class AccountStore:
             f"UPDATE {table} SET enabled=?, updated_at=? WHERE {where}",
             (int(enabled), utcnow(), *params),
         )
+        self._forget(platform, name)
         if n == 0 and await self.get(platform, name) is None:
             raise AccountError("unknown_account", f"no {platform} account named {name!r}")
 
     async def remove(self, platform: str, name: str) -> bool:
         table, _, where, params = self._where(platform, name)
-        return await self.db.execute(f"DELETE FROM {table} WHERE {where}", params) > 0
+        removed = await self.db.execute(f"DELETE FROM {table} WHERE {where}", params) > 0
+        self._forget(platform, name)
+        return removed
 
     async def update_settings(self, platform: str, name: str, **changes: Any) -> Account:
         account = await self.require(platform, name)
@@ -206,6 +228,7 @@ class AccountStore:
             f"UPDATE {table} SET settings=?, updated_at=? WHERE {where}",
             (orjson.dumps(settings).decode(), utcnow(), *params),
         )
+        self._forget(platform, name)
         return await self.require(platform, name)
 
     # -- secrets ---------------------------------------------------------------------------------
@@ -255,5 +278,6 @@ class AccountStore:
         n = await self.db.execute(
             f"UPDATE {table} SET {', '.join(sets)} WHERE {where}", (*values, *params)
         )
+        self._forget(platform, name)
         if n == 0:
             raise AccountError("unknown_account", f"no {platform} account named {name!r}")

@@ -119,6 +119,9 @@ class SqliteDatabase:
         self.path = path
         self.url = url or f"sqlite:///{path}"
         self._t = SqliteThread(path, "db", "FULL")
+        # reads on their own connection: in WAL mode they run beside the writer instead of
+        # queueing behind its transactions
+        self._r = SqliteThread(path, "db-read", "FULL")
         self._units = GroupCommit(self._t, self._apply)
         self._published: list[str] = []  # outbox rows to delete with the next transaction
 
@@ -130,6 +133,7 @@ class SqliteDatabase:
         if self._published:
             await self._units.submit([])
         await self._t.close()
+        await self._r.close()
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await self._t.transaction(lambda c: c.execute(sql, params).rowcount)
@@ -138,7 +142,7 @@ class SqliteDatabase:
         return await self._t.transaction(lambda c: c.executemany(sql, rows).rowcount)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        return await self._t.call(lambda c: c.execute(sql, params).fetchall())
+        return await self._r.call(lambda c: c.execute(sql, params).fetchall())
 
     async def run(self, ops: Sequence[Op]) -> None:
         def work(conn: sqlite3.Connection) -> None:

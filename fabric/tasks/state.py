@@ -109,8 +109,12 @@ class TaskState:
         return self.status in TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """Shallow and field by field: ``dataclasses.asdict`` deep-copies every nested value
+        and was the orchestrator's largest cost per event."""
+        out = {f.name: getattr(self, f.name) for f in _TASK_FIELDS}
         out["timers"] = list(self.timers)
+        out["targets"] = {k: {f.name: getattr(t, f.name) for f in _TARGET_FIELDS}
+                          for k, t in self.targets.items()}
         return out
 
     @classmethod
@@ -124,6 +128,10 @@ class TaskState:
 def can_retry(state: TaskState) -> bool:
     """Automatic retries left (a manual retry restarts the budget)."""
     return state.retry_count - state.retry_base < state.max_retries
+
+
+_TASK_FIELDS = dataclasses.fields(TaskState)
+_TARGET_FIELDS = dataclasses.fields(TargetState)
 
 
 def _phase(targets: Mapping[str, TargetState]) -> str:

@@ -63,8 +63,31 @@ async def _ffprobe(path: str) -> dict[str, Any] | None:
     return parsed
 
 
+_FACTS: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+
+
 async def file_facts(path: str) -> Verdict | dict[str, Any]:
-    """sha256, size and stream facts of a video, or a rejecting Verdict."""
+    """sha256, size and stream facts of a video, or a rejecting Verdict.
+
+    Facts are cached by (path, inode, size, mtime): a file posted to many accounts or many
+    times is probed and hashed once, and any change to it makes a new key.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns) if st else None
+    if key is not None and key in _FACTS:
+        return dict(_FACTS[key])
+    facts = await _file_facts(path)
+    if key is not None and not isinstance(facts, Verdict):
+        if len(_FACTS) > 10_000:
+            _FACTS.clear()
+        _FACTS[key] = dict(facts)
+    return facts
+
+
+async def _file_facts(path: str) -> Verdict | dict[str, Any]:
     if not os.path.exists(path):
         return _reject("video_missing", f"video file {path} does not exist", "video.path")
     if not os.path.isfile(path) or not os.access(path, os.R_OK):

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Task lifecycle benchmark (embedded SQLite log, local platform, one process).
+
+    python bench/tasks.py [--json] [--tasks 5000] [--timers 10000]
+
+* ``tasks_per_s``: N tasks (to 10 local accounts, one generated video) from ``task.created``
+  through validation, scheduling, media preparation, upload, interactions and projection to
+  ``completed`` in the read model: N / (last completion - first creation).
+* ``timer_lateness_p99_ms``: T durable timers all due at the same second; lateness is the
+  time from due to a consumer receiving ``timer.fired`` (end to end, not just the firing).
+* ``replay_events_per_s``: ``fabric replay`` of the read model from offset 0 into an empty
+  SQLite database (read, validate, project, write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from consumers import DEFAULT, load  # noqa: E402
+from fabric.app import App  # noqa: E402
+from fabric.config import Settings  # noqa: E402
+from fabric.events import Event, new_event, new_id  # noqa: E402
+from fabric.runtime import Consumer, Context  # noqa: E402
+from fabric.store.db import open_db  # noqa: E402
+from fabric.store.replay import replay  # noqa: E402
+from fabric.testing.media import make_video  # noqa: E402
+from fabric.timeutil import parse, wire  # noqa: E402
+
+KEY = "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMTI="  # 32 bytes, base64 (benchmark only)
+
+
+def settings(home: Path) -> Settings:
+    return Settings.from_env(env={"FABRIC_SECRET_KEY": KEY,
+                                  "FABRIC_PLATFORM_DIR": str(home / "platform")}, home=home)
+
+
+async def lifecycle(home: Path, n: int) -> tuple[float, dict[str, int]]:
+    video = make_video(home / "clip.mp4", 1.0, "160x120")
+    async with App(settings(home)) as app:
+        accounts = [f"acct{i}" for i in range(10)]
+        for name in accounts:
+            await app.accounts.add("local", name)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(app.runtime.run([load(c, app) for c in DEFAULT], stop))
+        started = time.time()
+        for start in range(0, n, 500):
+            events = []
+            for i in range(start, min(n, start + 500)):
+                task_id = new_id()
+                events.append(new_event("task.created", {
+                    "task_id": task_id, "title": f"bench {i}", "video": {"path": str(video)},
+                    "targets": [{"platform": "local", "account": accounts[i % 10]}],
+                    "comment": "bench" if i % 2 else None}, subject=task_id, source="bench"))
+            await app.runtime.bus.publish(*events)
+        while True:
+            rows = await app.db.fetchall("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            states = dict(rows)
+            if states.get("completed", 0) + states.get("failed", 0) >= n:
+                break
+            if time.time() - started > 1200:
+                raise TimeoutError(f"not done: {states}")
+            await asyncio.sleep(0.2)
+        last = (await app.db.fetchall("SELECT MAX(completed_at) FROM tasks"))[0][0]
+        finished = parse(str(last).replace(" ", "T") + "+00:00").timestamp()
+        stop.set()
+        await runner
+    return n / (finished - started), states
+
+
+async def timers(home: Path, n: int) -> dict[str, float]:
+    async with App(settings(home)) as app:
+        lateness: list[float] = []
+        done = asyncio.Event()
+
+        async def fired(event: Event, ctx: Context) -> None:
+            lateness.append(time.time() * 1000 - parse(event.data["due_at"]).timestamp() * 1000)
+            if len(lateness) >= n:
+                done.set()
+
+        stop = asyncio.Event()
+        watcher = Consumer("timer-watch", ["fabric.tasks"], fired,
+                           accepts=frozenset({"timer.fired"}))
+        runner = asyncio.create_task(app.runtime.run([load("scheduler", app), watcher], stop))
+        due = wire(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))
+        for start in range(0, n, 1000):
+            await app.runtime.bus.publish(*[
+                new_event("timer.set", {"timer_id": f"t{i}", "due_at": due, "purpose": "due",
+                                        "target": None}, subject=f"task-{i}", source="bench")
+                for i in range(start, min(n, start + 1000))])
+        await asyncio.wait_for(done.wait(), 120)
+        stop.set()
+        await runner
+    lateness.sort()
+    return {"p50": lateness[len(lateness) // 2], "p99": lateness[int(len(lateness) * 0.99)],
+            "max": lateness[-1]}
+
+
+async def rebuild(home: Path) -> dict[str, float]:
+    app = App(settings(home))
+    await app.log.start()
+    target = open_db(f"sqlite:///{home / 'rebuilt.db'}")
+    await target.start()
+    result = await replay(app.log, target)
+    await target.close()
+    await app.log.close()
+    return result
+
+
+async def main(args: argparse.Namespace) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="fabric-bench-tasks-") as folder:
+        home = Path(folder) / "lifecycle"
+        rate, states = await lifecycle(home, args.tasks)
+        out["tasks_per_s"] = rate
+        out["tasks_completed"] = states.get("completed", 0)
+        result = await rebuild(home)
+        out["replay_events_per_s"] = result["events_per_s"]
+        out["replay_events"] = result["events"]
+        lat = await timers(Path(folder) / "timers", args.timers)
+        out["timer_lateness_p50_ms"] = lat["p50"]
+        out["timer_lateness_p99_ms"] = lat["p99"]
+        out["timer_lateness_max_ms"] = lat["max"]
+    out["tasks"] = args.tasks
+    out["timers"] = args.timers
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tasks", type=int, default=5000)
+    ap.add_argument("--timers", type=int, default=10_000)
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(main(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        goals = {"tasks_per_s": ">= 500", "timer_lateness_p99_ms": "< 1000"}
+        width = max(map(len, result))
+        for key, value in result.items():
+            print(f"{key.ljust(width)}  {value:>14,.3f}  {goals.get(key, '')}")
