@@ -130,6 +130,8 @@ def task_spec(args: argparse.Namespace) -> dict[str, Any]:
         spec["scheduled_at"] = args.at
     if args.like:
         spec["like"] = True
+    if args.thumbnail:
+        spec["thumbnail"] = str(Path(args.thumbnail).resolve())
     if args.max_retries is not None:
         spec["max_retries"] = args.max_retries
     if args.voice_engine:
@@ -173,8 +175,21 @@ async def _task(args: argparse.Namespace, settings: Settings) -> int:
             out(dump(shown))
             return 0
         command_type = {"retry": "task.retry_requested", "cancel": "task.cancel_requested",
-                        "reschedule": "task.reschedule_requested"}[args.action]
+                        "reschedule": "task.reschedule_requested",
+                        "update": "metadata.update_requested"}[args.action]
         data: dict[str, Any] = {}
+        if args.action == "update":
+            changes: dict[str, Any] = {k: getattr(args, k) for k in
+                                       ("title", "description", "privacy", "thumbnail")
+                                       if getattr(args, k) is not None}
+            if args.tags is not None:
+                changes["tags"] = [t.strip() for t in args.tags.split(",") if t.strip()]
+            if not changes:
+                raise UsageError("task update needs a change: --title, --description, --tags,"
+                                 " --privacy or --thumbnail")
+            data = {"changes": changes, "at": args.at}
+            if args.to:
+                data["targets"] = _targets(args.to)
         if args.action == "cancel" and args.reason:
             data["reason"] = args.reason
         if args.action == "reschedule":
@@ -365,7 +380,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="topics, partitions and record counts")
 
     p = sub.add_parser("task", help="add, list, show, retry, cancel, reschedule tasks")
-    p.add_argument("action", choices=["add", "list", "show", "retry", "cancel", "reschedule"])
+    p.add_argument("action",
+                   choices=["add", "list", "show", "retry", "cancel", "reschedule", "update"])
     p.add_argument("id", nargs="?")
     p.add_argument("--file", help="add: a YAML or JSON task file")
     p.add_argument("--to", action="append", help="add: PLATFORM:ACCOUNT (repeatable)")
@@ -377,6 +393,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="scheduled time with a UTC offset, e.g. 2026-12-01T18:00:00+01:00")
     p.add_argument("--comment")
     p.add_argument("--like", action="store_true")
+    p.add_argument("--thumbnail", help="add: a thumbnail image; update: a new one")
     p.add_argument("--max-retries", type=int)
     p.add_argument("--voice-engine", choices=["world", "rvc", "sovits", "tts"])
     p.add_argument("--pitch", type=float)
