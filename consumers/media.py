@@ -91,7 +91,10 @@ def consumer(app: App) -> Consumer:
         for target in event.data["targets"]:
             await prepare_target(event, ctx, target, dict(event.data["video"]))
 
-    return Consumer("media", ["fabric.media"], handle, batch_max=1,
+    # Tasks are independent here (one media.requested per task at a time), so records run
+    # concurrently: a passthrough is not stuck behind another task's transcode.
+    return Consumer("media", ["fabric.media"], handle, batch_max=1, ordered=False,
+                    concurrency=int(app.settings.get("FABRIC_MEDIA_CONCURRENCY") or 4),
                     accepts=frozenset({"media.requested"}))
 
 
