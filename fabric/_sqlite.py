@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -34,6 +35,8 @@ def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
 
 class SqliteThread:
     """One connection pinned to one thread: sqlite3 calls never block the event loop.
+
+    A GroupCommit ``work`` function takes (connection, items) with ``items`` by keyword.
 
     Functions run here must not return a Cursor (or anything holding one): a cursor freed
     later in the event loop thread touches the connection from a second thread while this
@@ -86,7 +89,7 @@ class GroupCommit(Generic[I, R]):
     """
 
     def __init__(
-        self, thread: SqliteThread, work: Callable[[sqlite3.Connection, list[I]], list[R]]
+        self, thread: SqliteThread, work: Callable[..., list[R]]
     ) -> None:
         self._thread = thread
         self._work = work
@@ -105,7 +108,7 @@ class GroupCommit(Generic[I, R]):
             group, self._queue = self._queue, []
             flat = [item for items, _ in group for item in items]
             try:
-                results = await self._thread.transaction(lambda c, f=flat: self._work(c, f))
+                results = await self._thread.transaction(partial(self._work, items=flat))
             except Exception as exc:
                 for _, fut in group:
                     if not fut.done():

@@ -59,8 +59,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         runner = asyncio.create_task(app.runtime.run([load(n, app) for n in DEFAULT], stop))
         now = dt.datetime.now(dt.UTC)
-        base = {"video": {"path": str(video)}, "tags": ["demo", "content-fabric"]}
-        specs = [
+        base: dict[str, Any] = {"video": {"path": str(video)}, "tags": ["demo", "content-fabric"]}
+        specs: list[dict[str, Any]] = [
             {"targets": [{"platform": "local", "account": "main"}], "title": "Due now",
              "comment": "Posted by Content Fabric", "like": True},
             {"targets": [{"platform": "local", "account": "main"}], "title": "Due in 10 s",

@@ -117,7 +117,7 @@ class Registry:
             try:
                 etype.validate(obj)  # one compiled function checks envelope and data together
                 return etype
-            except fastjsonschema.JsonSchemaException as exc:
+            except fastjsonschema.JsonSchemaValueException as exc:
                 version = obj.get("schema_version")
                 if isinstance(version, int) and version > etype.version:
                     raise SchemaError(
@@ -134,7 +134,7 @@ class Registry:
     def _explain_envelope(self, obj: Any) -> None:
         try:
             self._envelope(obj)
-        except fastjsonschema.JsonSchemaException as exc:
+        except fastjsonschema.JsonSchemaValueException as exc:
             raise SchemaError("bad_envelope", f"envelope: {exc.message}") from None
         raise SchemaError("unknown_type", f"unknown event type {obj['type']!r}")
 

@@ -17,8 +17,8 @@ from fabric.timeutil import parse
 if TYPE_CHECKING:
     from fabric.app import App
 
-__all__ = ["Outcome", "Rejected", "build", "command", "history", "list_tasks", "show",
-           "status", "submit"]
+__all__ = ["Outcome", "Rejected", "account_status", "build", "command", "history",
+           "list_tasks", "show", "status", "submit"]
 
 
 class Rejected(Exception):
@@ -55,7 +55,7 @@ async def submit(app: App, spec: dict[str, Any], source: str = "cli") -> str:
     if not verdict.ok:
         raise Rejected(verdict.code or "invalid_task", verdict.message or "", verdict.field)
     await app.log.publish(message.topic, message.key, message.value, message.partition)
-    return event.data["task_id"]
+    return str(event.data["task_id"])
 
 
 async def list_tasks(app: App, *, status: str | None = None, account: str | None = None,
@@ -77,7 +77,8 @@ async def list_tasks(app: App, *, status: str | None = None, account: str | None
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-async def _row(app: App, sql: str, params: tuple[Any, ...], keys: list[str]) -> list[dict[str, Any]]:
+async def _row(app: App, sql: str, params: tuple[Any, ...],
+               keys: list[str]) -> list[dict[str, Any]]:
     return [dict(zip(keys, r, strict=True)) for r in await app.db.fetchall(sql, params)]
 
 
@@ -179,6 +180,31 @@ async def status(app: App) -> dict[str, Any]:
         "tasks_by_state": by_state,
         "metrics": metrics,
         "uploads_by_platform": [{"platform": p, "status": s, "uploads": n} for p, s, n in uploads],
+        **await account_status(app),
+    }
+
+
+# -- accounts: quota and pauses (issues 6, 7) ------------------------------------------------
+async def account_status(app: App) -> dict[str, Any]:
+    """Today's quota per account and bucket (each platform's own day: YouTube's resets at
+    midnight Pacific), with every YouTube account listed even before its first call, and the
+    accounts whose uploads wait for a reconnect. No secrets: names and numbers only."""
+    from fabric.store.account_state import AccountPauses
+
+    tracker = app.platforms.quota
+    usage = await tracker.usage()
+    seen = {(u.platform, u.account) for u in usage}
+    for account in await app.accounts.list("youtube"):
+        if ("youtube", account.name) not in seen:
+            usage += await tracker.usage(account.name, "youtube")
+    quota = [u.as_data() for u in sorted(usage, key=lambda u: (u.platform, u.account, u.bucket))]
+    paused = await AccountPauses(app.db, app.accounts).list()
+    return {
+        "quota": quota,
+        "paused_accounts": [
+            {"platform": p.platform, "account": p.account, "code": p.code, "since": p.paused_at}
+            for p in paused
+        ],
     }
 
 

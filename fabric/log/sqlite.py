@@ -22,6 +22,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from functools import partial
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -72,7 +73,7 @@ class SqliteLog:
         self._writer = SqliteThread(self.path, "log-writer", synchronous)
         self._reader = SqliteThread(self.path, "log-reader", synchronous)
         self._meta: dict[str, tuple[int, int]] = {}  # name -> (id, partitions)
-        self._appends = GroupCommit(self._writer, self._append)
+        self._appends: GroupCommit[Message, tuple[int, int]] = GroupCommit(self._writer, self._append)
         # in-process wake-ups: appends per topic, and the subscriptions waiting on each topic
         self._appended: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -122,9 +123,11 @@ class SqliteLog:
     async def create_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
         missing = [n for n in names if n not in self._meta]
         if missing:
-            await self._writer.transaction(
-                lambda c: [self._ensure_topic(c, n, partitions) for n in missing]
-            )
+            def create(conn: sqlite3.Connection) -> None:
+                for name in missing:
+                    self._ensure_topic(conn, name, partitions)
+
+            await self._writer.transaction(create)
 
     async def topics(self) -> dict[str, int]:
         rows = await self._reader.call(
@@ -169,12 +172,12 @@ class SqliteLog:
             for wake in self._waiters.get(topic, ()):
                 wake.set()
 
-    def _append(self, conn: sqlite3.Connection, msgs: list[Message]) -> list[tuple[int, int]]:
+    def _append(self, conn: sqlite3.Connection, items: list[Message]) -> list[tuple[int, int]]:
         now = int(time.time() * 1000)
         heads: dict[tuple[int, int], list[int]] = {}
         rows = []
         out = []
-        for m in msgs:
+        for m in items:
             self._ensure_topic(conn, m.topic, None)
             tid, n = self._meta[m.topic]
             self._rr += 1
@@ -353,12 +356,15 @@ class _SqliteSubscription(PartitionedSubscription):
             if tp in self._owned and tp not in self._draining:
                 task = asyncio.create_task(self._revoke(tp_set := {tp}))
                 self._draining[tp] = task
-                task.add_done_callback(lambda _t, s=tp_set: self._forget(s))
+                task.add_done_callback(partial(self._forget_done, tp_set))
         for tp, committed in acquired.items():
             self._assign(tp, committed)
         for tp in set(self._owned) - target - set(self._draining):
             task = asyncio.create_task(self._hand_over(tp))
             self._draining[tp] = task
+
+    def _forget_done(self, tps: set[TP], _task: asyncio.Task[None]) -> None:
+        self._forget(tps)
 
     def _forget(self, tps: set[TP]) -> None:
         for tp in tps:

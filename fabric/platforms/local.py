@@ -131,6 +131,10 @@ class LocalPlatform:
         """Copy in a worker thread, block by block, fsync'd; progress after each block."""
         loop = asyncio.get_running_loop()
         done = 0
+        reports: list[asyncio.Task[None]] = []
+
+        def _report(n: int) -> None:
+            reports.append(asyncio.ensure_future(progress(n, total)))
 
         def copy() -> int:
             nonlocal done
@@ -139,12 +143,13 @@ class LocalPlatform:
                     fout.write(block)
                     done += len(block)
                     if done < total:
-                        asyncio.run_coroutine_threadsafe(progress(done, total), loop)
+                        loop.call_soon_threadsafe(_report, done)
                 fout.flush()
                 os.fsync(fout.fileno())
             return done
 
         sent = await asyncio.to_thread(copy)
+        await asyncio.gather(*reports)
         await progress(sent, total)
         return sent
 

@@ -122,7 +122,7 @@ class SqliteDatabase:
         # reads on their own connection: in WAL mode they run beside the writer instead of
         # queueing behind its transactions
         self._r = SqliteThread(path, "db-read", "FULL")
-        self._units = GroupCommit(self._t, self._apply)
+        self._units: GroupCommit[Unit, bool] = GroupCommit(self._t, self._apply)
         self._published: list[str] = []  # outbox rows to delete with the next transaction
 
     async def start(self) -> None:
@@ -165,12 +165,12 @@ class SqliteDatabase:
         them; consumers drop the duplicates by event id)."""
         self._published.extend(event_ids)
 
-    def _apply(self, conn: sqlite3.Connection, units: list[Unit]) -> list[bool]:
+    def _apply(self, conn: sqlite3.Connection, items: list[Unit]) -> list[bool]:
         if self._published:
             done, self._published = self._published, []
             conn.executemany("DELETE FROM outbox WHERE event_id=?", [(i,) for i in done])
         out = []
-        for unit in units:
+        for unit in items:
             if unit.inbox is not None:
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?, ?)",

@@ -63,7 +63,8 @@ def backoff(task_id: str, n: int, policy: Policy) -> float:
     """Exponential backoff with jitter in [50 %, 100 %], deterministic per task and retry."""
     digest = hashlib.blake2b(f"{task_id}:{n}".encode(), digest_size=8).digest()
     jitter = 0.5 + 0.5 * int.from_bytes(digest, "big") / 2**64
-    return min(policy.retry_max_s, policy.retry_base_s * 2 ** (n - 1)) * jitter
+    delay: float = min(policy.retry_max_s, policy.retry_base_s * 2.0 ** (n - 1)) * jitter
+    return delay
 
 
 def _at(time: str, seconds: float) -> str:
