@@ -5,7 +5,6 @@ process, ``run.py`` runs a set."""
 from __future__ import annotations
 
 import importlib
-
 from typing import TYPE_CHECKING
 
 from fabric.runtime import Consumer

@@ -13,9 +13,10 @@ Costs live in buckets: YouTube's ``videos.insert`` has its own bucket of 100 cal
 other methods share 10,000 units/day. Everything is configurable through ``QuotaPolicy``.
 
 Usage is one row per (platform, account, day, bucket) in ``quota_usage`` of the state
-database, incremented by a single upsert, so several publisher processes may share it. The
-check-then-spend pair is not a reservation: two processes can both see the last unit free.
-That is fine here: the platform then answers ``quotaExceeded`` and the adapter defers.
+database (created by the migration ``0006_quota.sql``), incremented by a single upsert, so
+several publisher processes may share it. The check-then-spend pair is not a reservation:
+two processes can both see the last unit free. That is fine here: the platform then answers
+``quotaExceeded`` and the adapter defers.
 """
 
 from __future__ import annotations
@@ -140,32 +141,6 @@ class QuotaUsage:
         }
 
 
-_DDL = {
-    "sqlite": (
-        "CREATE TABLE IF NOT EXISTS quota_usage ("
-        " platform TEXT NOT NULL,"
-        " account TEXT NOT NULL,"
-        " day TEXT NOT NULL,"
-        " bucket TEXT NOT NULL,"
-        " used INTEGER NOT NULL DEFAULT 0,"
-        " calls INTEGER NOT NULL DEFAULT 0,"
-        " updated_at TEXT,"
-        " PRIMARY KEY (platform, account, day, bucket))"
-    ),
-    "mysql": (
-        "CREATE TABLE IF NOT EXISTS quota_usage ("
-        " platform VARCHAR(32) NOT NULL,"
-        " account VARCHAR(255) NOT NULL,"
-        " day VARCHAR(10) NOT NULL,"
-        " bucket VARCHAR(32) NOT NULL,"
-        " used BIGINT NOT NULL DEFAULT 0,"
-        " calls BIGINT NOT NULL DEFAULT 0,"
-        " updated_at VARCHAR(40),"
-        " PRIMARY KEY (platform, account, day, bucket)"
-        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    ),
-}
-
 # ``used = used + ?`` in one statement: concurrent spenders in other processes never lose
 # an increment (no read-modify-write in Python).
 _ADD = {
@@ -215,10 +190,23 @@ class QuotaTracker:
         self._ready = False
 
     async def ensure(self) -> None:
-        """Create ``quota_usage`` if missing (idempotent; a migration will take this over)."""
-        if not self._ready:
-            await self.db.execute(_DDL[self.db.dialect])
-            self._ready = True
+        """Check once that ``quota_usage`` exists.
+
+        The table is created by the versioned migration ``0006_quota.sql`` when the
+        database starts (both dialects), so there is nothing to create here; a database
+        that was never started (or migrated) fails now with a clear message instead of at
+        the first metered call of an upload.
+        """
+        if self._ready:
+            return
+        try:
+            await self.db.fetchall("SELECT 1 FROM quota_usage WHERE 1=0")
+        except Exception as exc:
+            raise RuntimeError(
+                "the quota_usage table is missing: start the database (it runs the"
+                f" migrations) before using the quota tracker ({type(exc).__name__})"
+            ) from None
+        self._ready = True
 
     def policy(self, platform: str) -> QuotaPolicy:
         try:

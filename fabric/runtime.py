@@ -52,6 +52,19 @@ log = logging.getLogger("fabric.runtime")
 Handler = Callable[[Event, "Context"], Awaitable[None]]
 
 
+def _bad_data(exc: BaseException) -> bool:
+    """Errors caused by what is written (constraints, SQL), not by the database being down."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
+        return True
+    try:
+        import pymysql.err as mysql
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, mysql.IntegrityError | mysql.ProgrammingError | mysql.DataError)
+
+
 class _Exhausted(Exception):
     def __init__(self, error: Exception, attempts: int) -> None:
         super().__init__(str(error))
@@ -557,26 +570,29 @@ class _Worker:
         return out
 
     async def _apply(self, units: list[Unit], origin: list[Record]) -> list[bool]:
+        """Commit the batch; a unit the database refuses (a constraint, bad SQL: the
+        event's own fault) is dead-lettered, so it cannot block its partition forever.
+        When the database itself fails (locked, gone, disk), raise: the batch is retried."""
         db = self.rt.db
         try:
             return await db.apply(units)
-        except Exception:
-            if len(units) == 1:
+        except Exception as exc:
+            if len(units) == 1 and not _bad_data(exc):
                 raise
-        # Find the unit that breaks the transaction; if every one does, the database is the
-        # problem, not the events: raise so the batch is retried later instead of DLQ'd.
         results: list[bool] = []
         broken = 0
         for unit, rec in zip(units, origin, strict=True):
             try:
                 results.extend(await db.apply([unit]))
             except Exception as exc:
+                if not _bad_data(exc):
+                    raise
                 broken += 1
+                log.error("state write refused, dead-lettered",
+                          extra={"consumer": self.spec.name, "error": repr(exc)})
                 dead = self._dead(rec, "state_write_failed", str(exc), 1, repr(exc), None)
                 results.extend(await db.apply([dead]))
                 unit.outbox[:] = dead.outbox
-        if broken == len(units):
-            raise RuntimeError("every unit of the batch failed to commit")
         return results
 
     async def _publish(self, rows: list[OutboxRow]) -> None:

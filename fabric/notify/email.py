@@ -47,9 +47,19 @@ class EmailSender:
         self.config = config
 
     def build(
-        self, to: str | Sequence[str], subject: str, text: str, html: str | None = None
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        text: str,
+        html: str | None = None,
+        *,
+        message_id: str | None = None,
     ) -> EmailMessage:
-        """The message: a text part, and an HTML alternative when given."""
+        """The message: a text part, and an HTML alternative when given.
+
+        ``message_id`` fixes the Message-ID (the notifier derives it from the event and the
+        recipient): a mail sent again after a crash then carries the same id, and mail
+        stores that de-duplicate by Message-ID show it once."""
         recipients = [to] if isinstance(to, str) else list(to)
         if not recipients:
             raise ValueError("no recipients")
@@ -59,20 +69,30 @@ class EmailSender:
         msg["Subject"] = subject
         msg["Date"] = email.utils.formatdate(localtime=False)
         domain = email.utils.parseaddr(self.config.sender)[1].rpartition("@")[2] or None
-        msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+        msg["Message-ID"] = message_id or email.utils.make_msgid(domain=domain)
         msg.set_content(text)
         if html is not None:
             msg.add_alternative(html, subtype="html")
         return msg
 
-    async def notify(self, to: str | Sequence[str], note: Notification) -> str:
+    async def notify(
+        self, to: str | Sequence[str], note: Notification, *, message_id: str | None = None
+    ) -> str:
         """Send a rendered notification; returns the Message-ID."""
-        return await self.send(to, note.subject, note.text, note.email_html())
+        return await self.send(
+            to, note.subject, note.text, note.email_html(), message_id=message_id
+        )
 
     async def send(
-        self, to: str | Sequence[str], subject: str, text: str, html: str | None = None
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        text: str,
+        html: str | None = None,
+        *,
+        message_id: str | None = None,
     ) -> str:
-        msg = self.build(to, subject, text, html)
+        msg = self.build(to, subject, text, html, message_id=message_id)
         c = self.config
         try:
             await aiosmtplib.send(

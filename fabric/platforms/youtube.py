@@ -1040,6 +1040,30 @@ class YouTubePlatform:
             out["notice"] = FORCED_PRIVATE_NOTICE
         return out
 
+    async def set_thumbnail(self, account: str, video_id: str, path: str) -> dict[str, Any]:
+        """Replace a published video's thumbnail (``thumbnails.set``, 50 units), for
+        scheduled metadata changes. Setting the same image twice is harmless."""
+        mimetype = mimetypes.guess_type(path)[0] or "image/jpeg"
+        try:
+            image = await asyncio.to_thread(Path(path).read_bytes)  # <= 2 MB
+        except OSError as exc:
+            raise PlatformError(
+                ErrorClass.PERMANENT, "thumbnail_missing", f"cannot read {path}: {exc}"
+            ) from None
+        conn = await self._connect(account)
+        try:
+            await self._execute(
+                conn,
+                "thumbnails.set",
+                lambda s: s.thumbnails().set(
+                    videoId=video_id,
+                    media_body=MediaIoBaseUpload(io.BytesIO(image), mimetype=mimetype),
+                ),
+            )
+        finally:
+            conn.close()
+        return {"video_id": video_id, "thumbnail": "set"}
+
     async def channel(self, account: str) -> dict[str, Any]:
         """``channels.list(mine=true)`` for this account (1 unit): id and title."""
         conn = await self._connect(account)

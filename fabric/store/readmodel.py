@@ -144,7 +144,13 @@ def _pub_started(ev: Event, d: str) -> list[Op]:
 
 
 def _progress(ev: Event, d: str) -> list[Op]:
-    return [_upload(ev, d, bytes_sent=ev.data["bytes_done"])]
+    # An UPDATE, not the upsert: the row exists since task.started, and an INSERT without
+    # ``status`` fails its NOT NULL check before ON CONFLICT is considered (SQLite and MySQL
+    # strict mode alike), which wedged the projector on the first multi-chunk upload.
+    target = ev.data["target"]
+    uid = upload_id(ev.subject or "", target["platform"], target["account"])
+    return [("UPDATE uploads SET bytes_sent=?, updated_at=? WHERE upload_id=?",
+             (ev.data["bytes_done"], sql(ev.time), uid))]
 
 
 def _completed_upload(ev: Event, d: str) -> list[Op]:

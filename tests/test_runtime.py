@@ -1,0 +1,47 @@
+"""Runtime behaviours beyond the log contract."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fabric.dlq import list_dead_letters
+from fabric.events import Event, encode, new_event
+from fabric.log import Message
+from fabric.log.memory import MemoryLog
+from fabric.runtime import Consumer, Context, Runtime
+from fabric.store.db import SqliteDatabase
+from tests.conftest import eventually
+
+
+async def test_a_state_write_the_database_refuses_is_dead_lettered_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    log = MemoryLog(partitions=1)
+    db = SqliteDatabase(str(tmp_path / "state.db"))
+    await db.start()
+    rt = Runtime(log, db)
+    await rt.bus.ensure_topics()
+    handled: list[int] = []
+
+    async def handle(event: Event, ctx: Context) -> None:
+        seq = event.data["seq"]
+        if seq == 1:  # its change breaks a constraint: kv.v is NOT NULL
+            ctx.sql("INSERT INTO kv (consumer, k, v) VALUES ('x', 'y', NULL)")
+        handled.append(seq)
+
+    for seq in range(3):
+        ev = new_event("probe.ping", {"seq": seq}, subject="s")
+        await log.publish_batch([Message("t", "s", encode(ev))])
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run([Consumer("c", ["t"], handle, batch_max=1)], stop))
+    await eventually(lambda: rt.workers.get("c") is not None and rt.stats()["c"]["dlq"] == 1
+                     and 2 in handled, 10, "the refused write dead-lettered, then the next event")
+    stop.set()
+    await task
+    letters = await list_dead_letters(rt.bus)
+    assert [d.data["code"] for d in letters] == ["state_write_failed"]
+    assert "NOT NULL" in letters[0].data["reason"]
+    rows = await db.fetchall("SELECT COUNT(*) FROM inbox WHERE consumer='c'")
+    assert rows[0][0] == 2  # events 0 and 2; the refused one left no inbox row
+    await db.close()
