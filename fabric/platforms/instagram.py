@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -41,6 +41,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from fabric.platforms._http import file_pieces, redact, transport_error
 from fabric.platforms.base import (
     ErrorClass,
     Intent,
@@ -76,7 +77,6 @@ NOT_READY_SUBCODE = 2207027
 UNSUPPORTED_FORMAT_SUBCODE = 2207026
 PUBLISH_LIMIT_SUBCODE = 2207042  # "reached the maximum number of posts" at media_publish
 TERMINAL_STATUSES = ("FINISHED", "ERROR", "EXPIRED", "PUBLISHED")
-PIECE = 1 << 20  # file read size while streaming an upload
 
 
 def _utcnow() -> dt.datetime:
@@ -259,36 +259,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _redact(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-async def _file_pieces(
-    path: str, offset: int, length: int, sent: Callable[[int], Awaitable[None]] | None = None
-) -> AsyncGenerator[bytes, None]:
-    """Stream ``length`` bytes of ``path`` from ``offset``, reading in a worker thread."""
-    fh = await asyncio.to_thread(open, path, "rb")
-    try:
-        await asyncio.to_thread(fh.seek, offset)
-        left = length
-        while left > 0:
-            piece = await asyncio.to_thread(fh.read, min(PIECE, left))
-            if not piece:
-                raise OSError(f"{path} ended {left} bytes early")
-            left -= len(piece)
-            if left == 0:  # the HTTP client may never ask past the last piece
-                await asyncio.to_thread(fh.close)
-            yield piece
-            if sent is not None:
-                await sent(len(piece))
-    finally:
-        if not fh.closed:
-            await asyncio.to_thread(fh.close)
-
-
 @dataclasses.dataclass(slots=True)
 class _UsageSeen:
     usage: Usage
@@ -409,7 +379,7 @@ class InstagramPlatform:
                 status = resp.status
                 body = await _json_body(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, token) from None
+            raise transport_error(exc, token) from None
         error = body.get("error")
         if status >= 400 or isinstance(error, Mapping):
             raise classify_graph_error(
@@ -488,7 +458,7 @@ class InstagramPlatform:
                 status = resp.status
                 body = await _json_body(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, token) from None
+            raise transport_error(exc, token) from None
         error = body.get("error")
         if status >= 400 or isinstance(error, Mapping) or not body.get("access_token"):
             raise classify_graph_error(
@@ -690,7 +660,7 @@ class InstagramPlatform:
         }
         await self._throttle(job.account)
         timeout = aiohttp.ClientTimeout(total=self.config.upload_timeout_s)
-        pieces = _file_pieces(job.video_path, 0, size, sent)
+        pieces = file_pieces(job.video_path, 0, size, sent)
         try:
             async with self._http().post(
                 uri,
@@ -702,7 +672,7 @@ class InstagramPlatform:
                 status = resp.status
                 body = await _json_body(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, call.token) from None
+            raise transport_error(exc, call.token) from None
         finally:
             await pieces.aclose()
         if status >= 400 or body.get("error") or body.get("debug_info"):
@@ -717,7 +687,7 @@ class InstagramPlatform:
             raise PlatformError(
                 kind,
                 f"upload_{info.get('type') or status}",
-                _redact(str(info.get("message") or f"upload failed: HTTP {status}"), call.token),
+                redact(str(info.get("message") or f"upload failed: HTTP {status}"), call.token),
                 status=status,
             )
         state["uploaded"] = True
@@ -917,13 +887,6 @@ async def _json_body(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"error": {"message": f"HTTP {resp.status}: not JSON"}} if resp.status >= 400 else {}
     return body if isinstance(body, dict) else {"data": body}
-
-
-def _transport_error(exc: BaseException, token: str | None) -> PlatformError:
-    detail = _redact(str(exc), token) or "no answer"
-    return PlatformError(
-        ErrorClass.TRANSIENT, "connection_error", f"{type(exc).__name__}: {detail}"
-    )
 
 
 def _parse_time(value: Any) -> dt.datetime | None:

@@ -39,12 +39,13 @@ import datetime as dt
 import logging
 import os
 import struct
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
+from fabric.platforms._http import file_pieces, redact, transport_error
 from fabric.platforms.base import (
     ErrorClass,
     Intent,
@@ -79,7 +80,6 @@ Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], dt.datetime]
 
 MB = 1024 * 1024
-PIECE = 1 << 20
 CAPTION_MAX = 2200
 SELF_ONLY = "SELF_ONLY"
 UNAUDITED_NOTICE = "unaudited app: posts are private (SELF_ONLY)"
@@ -289,40 +289,6 @@ def classify_tiktok_error(
     return PlatformError(ErrorClass.PERMANENT, code, message, status=status)
 
 
-def _redact(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-async def _file_pieces(
-    path: str, offset: int, length: int, sent: Callable[[int], Awaitable[None]] | None = None
-) -> AsyncGenerator[bytes, None]:
-    """Stream ``length`` bytes of ``path`` from ``offset``, reading in a worker thread
-    (a 128 MB last chunk never sits in memory at once)."""
-    fh = await asyncio.to_thread(open, path, "rb")
-    try:
-        await asyncio.to_thread(fh.seek, offset)
-        left = length
-        while left > 0:
-            piece = await asyncio.to_thread(fh.read, min(PIECE, left))
-            if not piece:
-                raise OSError(f"{path} ended {left} bytes early")
-            left -= len(piece)
-            if left == 0:  # the HTTP client may never ask past the last piece
-                await asyncio.to_thread(fh.close)
-            yield piece
-            if sent is not None:
-                await sent(len(piece))
-    finally:
-        if not fh.closed:
-            await asyncio.to_thread(fh.close)
-
-
-# -- the adapter ----------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class TikTokConfig:
     """Where TikTok's open API lives and how the adapter paces itself."""
@@ -430,10 +396,10 @@ class TikTokPlatform:
                     status = resp.status
                     body = await _json_body(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _transport_error(exc, *secrets) from None
+                raise transport_error(exc, *secrets) from None
             error = body.get("error")
             if isinstance(error, str) and error:  # the OAuth endpoint's own error shape
-                text = _redact(str(body.get("error_description") or error), *secrets)
+                text = redact(str(body.get("error_description") or error), *secrets)
                 if error == "invalid_grant":
                     raise PlatformError(
                         ErrorClass.AUTH,
@@ -528,7 +494,7 @@ class TikTokPlatform:
                 status = resp.status
                 body = await _json_body(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(exc, token) from None
+            raise transport_error(exc, token) from None
         error = body.get("error")
         if isinstance(error, Mapping) and str(error.get("code", "ok")) != "ok":
             raise classify_tiktok_error(
@@ -682,7 +648,7 @@ class TikTokPlatform:
                 await progress(done, plan.video_size)
 
             timeout = aiohttp.ClientTimeout(total=self.config.chunk_timeout_s)
-            pieces = _file_pieces(job.video_path, first, length, sent_piece)
+            pieces = file_pieces(job.video_path, first, length, sent_piece)
             try:
                 async with self._http().put(
                     url, data=pieces, headers=headers, timeout=timeout
@@ -690,7 +656,7 @@ class TikTokPlatform:
                     status = resp.status
                     body = await _json_body(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _transport_error(exc) from None
+                raise transport_error(exc) from None
             finally:
                 await pieces.aclose()
             if status in (403, 404, 410):
@@ -801,10 +767,3 @@ async def _json_body(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _transport_error(exc: BaseException, *secrets: str | None) -> PlatformError:
-    detail = _redact(str(exc), *secrets) or "no answer"
-    return PlatformError(
-        ErrorClass.TRANSIENT, "connection_error", f"{type(exc).__name__}: {detail}"
-    )

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from pymysql.constants.CLIENT import FOUND_ROWS
+
 from fabric._sqlite import GroupCommit, SqliteThread
 from fabric.events import utcnow
 
@@ -204,6 +206,9 @@ class MysqlDatabase:
             db=u.path.lstrip("/"),
             autocommit=False,
             charset="utf8mb4",
+            # UPDATE counts matched rows, as SQLite does, not only rows whose values changed
+            # (a lease renewed within the same millisecond "changes" nothing)
+            client_flag=FOUND_ROWS,
             **connect,
         )
         self._pool: Any = None

@@ -38,6 +38,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from fabric.testing._server import FakeServer
+
 __all__ = ["Container", "FakeGraph", "Injected", "graph_error"]
 
 IG_USER = web.RequestKey("ig_user", str)  # the token's IG user, for the usage header
@@ -92,7 +94,7 @@ class Injected:
     times: int = 1
 
 
-class FakeGraph:
+class FakeGraph(FakeServer):
     """The fake server. ``tokens`` maps access token → IG user id."""
 
     def __init__(
@@ -131,7 +133,6 @@ class FakeGraph:
         self.refreshes = 0
         self.upload_headers: list[dict[str, str]] = []
         self.base_url = ""
-        self._runner: web.AppRunner | None = None
         self.app = self._build()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -153,28 +154,6 @@ class FakeGraph:
                 "EXPIRED": "Expired: the media container was not published within 24 hours",
             }.get(code, "Finished: Media has been uploaded and it is ready to be published.")
             self.outcomes.append((code, text))
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0: any free port); returns the base URL."""
-        self._runner = web.AppRunner(self.app, access_log=None)  # URLs can hold tokens
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGraph:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def published_by(self, ig_user_id: str) -> int:
         now = time.time()

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from fabric.testing._server import FakeServer
+
 __all__ = ["FakeTelegram", "check_html"]
 
 MAX_CHARS = 4096
@@ -67,7 +69,7 @@ def check_html(text: str) -> tuple[str | None, str]:
     return None, "".join(visible)
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """The fake Bot API for one bot token."""
 
     def __init__(self, token: str = "123456:fake-bot-token") -> None:
@@ -77,7 +79,6 @@ class FakeTelegram:
         self.injected: list[tuple[int, dict[str, Any]]] = []
         self._ids = itertools.count(1)
         self.base_url = ""
-        self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.router.add_post("/bot{token}/{method}", self._method)
 
@@ -98,27 +99,6 @@ class FakeTelegram:
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
         self.injected.append((status, body))
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None)  # URLs can hold tokens
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @staticmethod
     def _error(status: int, description: str) -> web.Response:

@@ -31,6 +31,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from fabric.testing._server import FakeServer
+
 __all__ = ["FakeTikTok", "Fault", "Upload"]
 
 MB = 1024 * 1024
@@ -66,7 +68,7 @@ class Fault:
     after: int = 0
 
 
-class FakeTikTok:
+class FakeTikTok(FakeServer):
     """The fake server. Accounts are added with ``add_account``; tokens are checked."""
 
     def __init__(
@@ -102,7 +104,6 @@ class FakeTikTok:
         self.refreshes = 0
         self.creator_queries = 0
         self.base_url = ""
-        self._runner: web.AppRunner | None = None
         self.app = self._build()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -149,27 +150,6 @@ class FakeTikTok:
         ``status``, ``token`` or ``*``), after letting ``after`` through, with
         ``error.code == code`` (HTTP 200 by default: TikTok does that too)."""
         self.injected.append(Fault(endpoint, status, code, message, times, after))
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None)  # URLs can hold tokens
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTikTok:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- plumbing --------------------------------------------------------------------------------
     def _build(self) -> web.Application:

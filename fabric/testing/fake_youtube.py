@@ -59,6 +59,8 @@ from urllib.parse import unquote_plus, urlencode, urlparse
 
 from aiohttp import web
 
+from fabric.testing._server import FakeServer
+
 __all__ = ["FakeChannel", "FakeVideo", "FakeYouTube", "Hold", "TokenPair", "UploadSession"]
 
 CHUNK_GRANULARITY = 256 * 1024
@@ -272,7 +274,7 @@ class Hold:
 _RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
-class FakeYouTube:
+class FakeYouTube(FakeServer):
     """The fake server. ``async with FakeYouTube() as yt:`` starts it on 127.0.0.1."""
 
     def __init__(
@@ -320,35 +322,9 @@ class FakeYouTube:
         self._faults: dict[str, list[_Fault]] = {}
         self._chunk_faults: dict[int, _Fault] = {}
         self._tick: asyncio.Event | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
         self.app = self._build_app(admin)
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0: a free port); returns the base URL."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.url = f"http://{host}:{bound}"
-        return self.url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeYouTube:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     @property
     def root_url(self) -> str:
         """What to put in the discovery document's ``rootUrl``."""
