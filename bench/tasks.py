@@ -40,8 +40,9 @@ KEY = "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMTI="  # 32 bytes, base64 (benchm
 
 
 def settings(home: Path) -> Settings:
-    return Settings.from_env(env={"FABRIC_SECRET_KEY": KEY,
-                                  "FABRIC_PLATFORM_DIR": str(home / "platform")}, home=home)
+    return Settings.from_env(
+        env={"FABRIC_SECRET_KEY": KEY, "FABRIC_PLATFORM_DIR": str(home / "platform")}, home=home
+    )
 
 
 async def lifecycle(home: Path, n: int) -> tuple[float, dict[str, int]]:
@@ -57,10 +58,20 @@ async def lifecycle(home: Path, n: int) -> tuple[float, dict[str, int]]:
             events = []
             for i in range(start, min(n, start + 500)):
                 task_id = new_id()
-                events.append(new_event("task.created", {
-                    "task_id": task_id, "title": f"bench {i}", "video": {"path": str(video)},
-                    "targets": [{"platform": "local", "account": accounts[i % 10]}],
-                    "comment": "bench" if i % 2 else None}, subject=task_id, source="bench"))
+                events.append(
+                    new_event(
+                        "task.created",
+                        {
+                            "task_id": task_id,
+                            "title": f"bench {i}",
+                            "video": {"path": str(video)},
+                            "targets": [{"platform": "local", "account": accounts[i % 10]}],
+                            "comment": "bench" if i % 2 else None,
+                        },
+                        subject=task_id,
+                        source="bench",
+                    )
+                )
             await app.runtime.bus.publish(*events)
         while True:
             rows = await app.db.fetchall("SELECT state, COUNT(*) FROM tasks GROUP BY state")
@@ -88,21 +99,32 @@ async def timers(home: Path, n: int) -> dict[str, float]:
                 done.set()
 
         stop = asyncio.Event()
-        watcher = Consumer("timer-watch", ["fabric.tasks"], fired,
-                           accepts=frozenset({"timer.fired"}))
+        watcher = Consumer(
+            "timer-watch", ["fabric.tasks"], fired, accepts=frozenset({"timer.fired"})
+        )
         runner = asyncio.create_task(app.runtime.run([load("scheduler", app), watcher], stop))
         due = wire(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))
         for start in range(0, n, 1000):
-            await app.runtime.bus.publish(*[
-                new_event("timer.set", {"timer_id": f"t{i}", "due_at": due, "purpose": "due",
-                                        "target": None}, subject=f"task-{i}", source="bench")
-                for i in range(start, min(n, start + 1000))])
+            await app.runtime.bus.publish(
+                *[
+                    new_event(
+                        "timer.set",
+                        {"timer_id": f"t{i}", "due_at": due, "purpose": "due", "target": None},
+                        subject=f"task-{i}",
+                        source="bench",
+                    )
+                    for i in range(start, min(n, start + 1000))
+                ]
+            )
         await asyncio.wait_for(done.wait(), 120)
         stop.set()
         await runner
     lateness.sort()
-    return {"p50": lateness[len(lateness) // 2], "p99": lateness[int(len(lateness) * 0.99)],
-            "max": lateness[-1]}
+    return {
+        "p50": lateness[len(lateness) // 2],
+        "p99": lateness[int(len(lateness) * 0.99)],
+        "max": lateness[-1],
+    }
 
 
 async def rebuild(home: Path) -> dict[str, float]:
@@ -136,8 +158,9 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--timers", type=int, default=10_000)

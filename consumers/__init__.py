@@ -32,8 +32,16 @@ REGISTRY: dict[str, str] = {
 # what `run.py` and `fabric consume --all` start
 # notifier and refresher start with no configuration at all (no tokens, no SMTP, no
 # accounts): they then send nothing and refresh nothing, so the demo needs no set-up
-DEFAULT = ("orchestrator", "scheduler", "media", "publisher", "projector", "cleanup",
-           "notifier", "refresher")
+DEFAULT = (
+    "orchestrator",
+    "scheduler",
+    "media",
+    "publisher",
+    "projector",
+    "cleanup",
+    "notifier",
+    "refresher",
+)
 
 
 def load(name: str, app: App) -> Consumer:

@@ -37,8 +37,13 @@ def work_root(app: App) -> Path:
     return Path(app.settings.get("FABRIC_WORK_DIR") or app.settings.home / "work")
 
 
-def _rejected(ctx: Context, target: dict[str, str], code: str, message: str,
-              extra: dict[str, Any] | None = None) -> None:
+def _rejected(
+    ctx: Context,
+    target: dict[str, str],
+    code: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
     error = {"class": "permanent", "code": code, "message": message}
     ctx.emit("media.rejected", {"target": target, "error": error, **(extra or {})})
 
@@ -46,15 +51,25 @@ def _rejected(ctx: Context, target: dict[str, str], code: str, message: str,
 def consumer(app: App) -> Consumer:
     dirs = WorkDirs(work_root(app))
 
-    async def prepare_target(event: Event, ctx: Context, target: dict[str, str],
-                             source: dict[str, Any]) -> None:
+    async def prepare_target(
+        event: Event, ctx: Context, target: dict[str, str], source: dict[str, Any]
+    ) -> None:
         platform = target["platform"]
         if platform == "local":
-            ctx.emit("media.prepared", {
-                "target": target, "video": source, "profile": None, "short": False,
-                "thumbnail": None,
-                "decision": {"mode": "passthrough", "reason": "the local platform takes any file"},
-            })
+            ctx.emit(
+                "media.prepared",
+                {
+                    "target": target,
+                    "video": source,
+                    "profile": None,
+                    "short": False,
+                    "thumbnail": None,
+                    "decision": {
+                        "mode": "passthrough",
+                        "reason": "the local platform takes any file",
+                    },
+                },
+            )
             return
         try:
             account = await app.accounts.require(platform, target["account"])
@@ -68,24 +83,38 @@ def consumer(app: App) -> Consumer:
             image = event.data.get("thumbnail")
             at = (event.data.get("options") or {}).get("thumbnail_at")
             if image or at is not None:
-                made = await thumbnail(prepared.info, prof, work, at=at, image=image,
-                                       name=f"{label}-thumb")
+                made = await thumbnail(
+                    prepared.info, prof, work, at=at, image=image, name=f"{label}-thumb"
+                )
                 thumb = made.as_data()
         except MediaError as exc:
-            extra = {k: v for k, v in (("limit", exc.limit), ("measured", exc.measured))
-                     if v is not None}
+            extra = {
+                k: v for k, v in (("limit", exc.limit), ("measured", exc.measured)) if v is not None
+            }
             _rejected(ctx, target, exc.code, exc.message, extra)
             return
         except AccountError as exc:
             _rejected(ctx, target, exc.code, str(exc))
             return
-        video = {"path": str(prepared.path), "sha256": prepared.sha256, "size": prepared.size,
-                 "duration_s": round(prepared.info.duration, 3),
-                 "width": prepared.info.display_width, "height": prepared.info.display_height}
-        ctx.emit("media.prepared", {
-            "target": target, "video": video, "profile": name, "short": name == "youtube_shorts",
-            "decision": prepared.decision.as_data(), "thumbnail": thumb,
-        })
+        video = {
+            "path": str(prepared.path),
+            "sha256": prepared.sha256,
+            "size": prepared.size,
+            "duration_s": round(prepared.info.duration, 3),
+            "width": prepared.info.display_width,
+            "height": prepared.info.display_height,
+        }
+        ctx.emit(
+            "media.prepared",
+            {
+                "target": target,
+                "video": video,
+                "profile": name,
+                "short": name == "youtube_shorts",
+                "decision": prepared.decision.as_data(),
+                "thumbnail": thumb,
+            },
+        )
 
     async def handle(event: Event, ctx: Context) -> None:
         for target in event.data["targets"]:
@@ -93,9 +122,15 @@ def consumer(app: App) -> Consumer:
 
     # Tasks are independent here (one media.requested per task at a time), so records run
     # concurrently: a passthrough is not stuck behind another task's transcode.
-    return Consumer("media", ["fabric.media"], handle, batch_max=1, ordered=False,
-                    concurrency=int(app.settings.get("FABRIC_MEDIA_CONCURRENCY") or 4),
-                    accepts=frozenset({"media.requested"}))
+    return Consumer(
+        "media",
+        ["fabric.media"],
+        handle,
+        batch_max=1,
+        ordered=False,
+        concurrency=int(app.settings.get("FABRIC_MEDIA_CONCURRENCY") or 4),
+        accepts=frozenset({"media.requested"}),
+    )
 
 
 def cleanup(app: App) -> Consumer:

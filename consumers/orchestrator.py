@@ -22,15 +22,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fabric.orchestrator")
 
-HANDLED = frozenset({
-    "task.created", "task.accepted", "task.rejected", "task.scheduled", "task.rescheduled",
-    "task.started", "task.retry_scheduled", "task.deferred", "task.completed", "task.failed",
-    "task.cancel_requested", "task.cancelled", "task.reschedule_requested",
-    "task.retry_requested", "task.retried", "timer.fired", "publish.started",
-    "publish.completed", "publish.failed", "publish.deferred", "interaction.posted",
-    "interaction.failed", "voice.assembled", "voice.failed", "media.prepared", "media.rejected",
-    "metadata.update_requested", "metadata.scheduled", "metadata.updated", "metadata.failed",
-})
+HANDLED = frozenset(
+    {
+        "task.created",
+        "task.accepted",
+        "task.rejected",
+        "task.scheduled",
+        "task.rescheduled",
+        "task.started",
+        "task.retry_scheduled",
+        "task.deferred",
+        "task.completed",
+        "task.failed",
+        "task.cancel_requested",
+        "task.cancelled",
+        "task.reschedule_requested",
+        "task.retry_requested",
+        "task.retried",
+        "timer.fired",
+        "publish.started",
+        "publish.completed",
+        "publish.failed",
+        "publish.deferred",
+        "interaction.posted",
+        "interaction.failed",
+        "voice.assembled",
+        "voice.failed",
+        "media.prepared",
+        "media.rejected",
+        "metadata.update_requested",
+        "metadata.scheduled",
+        "metadata.updated",
+        "metadata.failed",
+    }
+)
 
 
 def consumer(app: App) -> Consumer:
@@ -44,15 +69,28 @@ def consumer(app: App) -> Consumer:
         after = evolve(before, event)
         verdict = None
         if event.type == "task.created" and problem is None:
-            verdict = await validate(event.data, accounts=app.accounts,
-                                     platforms=app.platforms.names(), now=parse(event.time),
-                                     policy=policy)
+            verdict = await validate(
+                event.data,
+                accounts=app.accounts,
+                platforms=app.platforms.names(),
+                now=parse(event.time),
+                policy=policy,
+            )
         if problem is not None:
-            log.warning("event does not apply", extra={"task_id": event.subject,
-                        "event_type": event.type, "event_id": event.id, "reason": problem})
+            log.warning(
+                "event does not apply",
+                extra={
+                    "task_id": event.subject,
+                    "event_type": event.type,
+                    "event_id": event.id,
+                    "reason": problem,
+                },
+            )
         for emit in decide(before, after, event, policy=policy, verdict=verdict):
             ctx.emit(emit.type, emit.data)
         if after is not None and after is not before:
             ctx.put(key, after.to_dict())
 
-    return Consumer("orchestrator", ["fabric.tasks"], handle, accepts=HANDLED, precheck=False, linger_s=0.02)
+    return Consumer(
+        "orchestrator", ["fabric.tasks"], handle, accepts=HANDLED, precheck=False, linger_s=0.02
+    )

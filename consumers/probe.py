@@ -4,8 +4,8 @@ backbone: `fabric demo` and bench/bus.py use it)."""
 from __future__ import annotations
 
 import logging
-
 from typing import Any
+
 from fabric.events import Event
 from fabric.runtime import Consumer, Context
 

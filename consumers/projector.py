@@ -26,8 +26,20 @@ def consumer(app: App) -> Consumer:
         for sql, params in project(event, dialect):
             ctx.sql(sql, params)
         rec = ctx.record
-        ctx.sql(*upsert(dialect, "projector_offsets", ("topic", "part"),
-                        {"topic": rec.topic, "part": rec.partition, "next_offset": rec.offset + 1}))
+        ctx.sql(
+            *upsert(
+                dialect,
+                "projector_offsets",
+                ("topic", "part"),
+                {"topic": rec.topic, "part": rec.partition, "next_offset": rec.offset + 1},
+            )
+        )
 
-    return Consumer("projector", ["fabric.tasks"], handle, accepts=frozenset(PROJECTED),
-                    precheck=False, linger_s=0.02)
+    return Consumer(
+        "projector",
+        ["fabric.tasks"],
+        handle,
+        accepts=frozenset(PROJECTED),
+        precheck=False,
+        linger_s=0.02,
+    )

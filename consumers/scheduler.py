@@ -52,31 +52,53 @@ class Scheduler:
     async def handle(self, event: Event, ctx: Context) -> None:
         data = event.data
         if event.type == "timer.cancelled":
-            ctx.sql("UPDATE timers SET status='cancelled' WHERE timer_id=? AND status='pending'",
-                    (data["timer_id"],))
+            ctx.sql(
+                "UPDATE timers SET status='cancelled' WHERE timer_id=? AND status='pending'",
+                (data["timer_id"],),
+            )
             return
         due = _ms(data["due_at"])
         now = int(time.time() * 1000)
         status = "fired" if due <= now else "pending"
         row = {
-            "timer_id": data["timer_id"], "task_id": event.subject, "due_ms": due,
-            "purpose": data["purpose"], "target": orjson.dumps(data.get("target")).decode(),
-            "payload": orjson.dumps(data.get("payload") or {}).decode(), "status": status,
-            "set_event_id": event.id, "correlation_id": event.correlation_id or event.id,
+            "timer_id": data["timer_id"],
+            "task_id": event.subject,
+            "due_ms": due,
+            "purpose": data["purpose"],
+            "target": orjson.dumps(data.get("target")).decode(),
+            "payload": orjson.dumps(data.get("payload") or {}).decode(),
+            "status": status,
+            "set_event_id": event.id,
+            "correlation_id": event.correlation_id or event.id,
             "fired_ms": now if status == "fired" else None,
         }
         ctx.sql(*insert_ignore(ctx.db.dialect, "timers", row))
         if status == "fired":  # already due: fire in the same transaction that stores it
-            ctx.emit("timer.fired", self._fired_data(data["timer_id"], data["purpose"], due, now,
-                                                     data.get("target"), data.get("payload")))
+            ctx.emit(
+                "timer.fired",
+                self._fired_data(
+                    data["timer_id"],
+                    data["purpose"],
+                    due,
+                    now,
+                    data.get("target"),
+                    data.get("payload"),
+                ),
+            )
         else:
             self.wake.set()
 
     @staticmethod
-    def _fired_data(timer_id: str, purpose: str, due_ms: int, fired_ms: int, target: Any,
-                    payload: Any) -> dict[str, Any]:
-        out = {"timer_id": timer_id, "purpose": purpose,
-               "due_at": wire_ms(due_ms), "fired_at": wire_ms(fired_ms), "target": target}
+    def _fired_data(
+        timer_id: str, purpose: str, due_ms: int, fired_ms: int, target: Any, payload: Any
+    ) -> dict[str, Any]:
+        out = {
+            "timer_id": timer_id,
+            "purpose": purpose,
+            "due_at": wire_ms(due_ms),
+            "fired_at": wire_ms(fired_ms),
+            "target": target,
+        }
         if payload:
             out["payload"] = payload
         return out
@@ -119,15 +141,37 @@ class Scheduler:
         )
         units = []
         for timer_id, task_id, due_ms, purpose, target, payload, cause, corr in rows:
-            data = self._fired_data(timer_id, purpose, due_ms, now, orjson.loads(target or "null"),
-                                    orjson.loads(payload or "{}"))
-            event = Event("timer.fired", data, subject=task_id, source="scheduler", id=new_id(),
-                          time=utcnow(), correlation_id=corr, causation_id=cause)
-            units.append(Unit(
-                "scheduler", f"fire:{timer_id}",
-                [("UPDATE timers SET status='fired', fired_ms=? WHERE timer_id=?", (now, timer_id))],
-                [rt.outbox_row(event)],
-            ))
+            data = self._fired_data(
+                timer_id,
+                purpose,
+                due_ms,
+                now,
+                orjson.loads(target or "null"),
+                orjson.loads(payload or "{}"),
+            )
+            event = Event(
+                "timer.fired",
+                data,
+                subject=task_id,
+                source="scheduler",
+                id=new_id(),
+                time=utcnow(),
+                correlation_id=corr,
+                causation_id=cause,
+            )
+            units.append(
+                Unit(
+                    "scheduler",
+                    f"fire:{timer_id}",
+                    [
+                        (
+                            "UPDATE timers SET status='fired', fired_ms=? WHERE timer_id=?",
+                            (now, timer_id),
+                        )
+                    ],
+                    [rt.outbox_row(event)],
+                )
+            )
         if units:
             applied = await rt.transact(units)
             self.fired += sum(applied)
@@ -137,7 +181,12 @@ class Scheduler:
 def consumer(app: App) -> Consumer:
     scheduler = Scheduler()
     app.runtime.services["scheduler"] = scheduler
-    return Consumer("scheduler", ["fabric.timers"], scheduler.handle,
-                    accepts=frozenset({"timer.set", "timer.cancelled"}), precheck=False,
-                    on_start=scheduler.start, on_stop=scheduler.stop)
-
+    return Consumer(
+        "scheduler",
+        ["fabric.timers"],
+        scheduler.handle,
+        accepts=frozenset({"timer.set", "timer.cancelled"}),
+        precheck=False,
+        on_start=scheduler.start,
+        on_stop=scheduler.stop,
+    )

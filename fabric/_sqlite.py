@@ -88,9 +88,7 @@ class GroupCommit(Generic[I, R]):
     that rolled the group back.
     """
 
-    def __init__(
-        self, thread: SqliteThread, work: Callable[..., list[R]]
-    ) -> None:
+    def __init__(self, thread: SqliteThread, work: Callable[..., list[R]]) -> None:
         self._thread = thread
         self._work = work
         self._queue: list[tuple[list[I], asyncio.Future[list[R]]]] = []

@@ -37,8 +37,9 @@ class Bus:
         obj = event.as_dict()
         etype = self.registry.check_dict(obj)
         value = orjson.dumps(obj)
-        return Message(self.topic(etype.topic), etype.key_of(event), value,
-                       etype.partition_of(event))
+        return Message(
+            self.topic(etype.topic), etype.key_of(event), value, etype.partition_of(event)
+        )
 
     async def publish(self, *events: Event) -> list[tuple[int, int]]:
         return await self.log.publish_batch([self.message(e) for e in events])

@@ -4,7 +4,7 @@
 |-------------------|----------------------------------|-----------------------------------|
 | FABRIC_HOME       | ./.fabric                        | where embedded files live         |
 | FABRIC_LOG        | sqlite:///$FABRIC_HOME/log.db    | the log (memory://, sqlite://, kafka://) |
-| FABRIC_DB         | sqlite:///$FABRIC_HOME/fabric.db | consumer state and read model (sqlite://, mysql://) |
+| FABRIC_DB         | sqlite:///$FABRIC_HOME/fabric.db | state and read model (sqlite, mysql) |
 | FABRIC_PARTITIONS | 8                                | partitions of new topics          |
 | FABRIC_LOG_LEVEL  | INFO                             | log level of the JSON-lines logs  |
 """

@@ -165,7 +165,9 @@ class Context:
         self.emitted.append((ev, self._w.rt.bus.message(ev)))
         return ev
 
-    async def emit_now(self, type: str, data: dict[str, Any], *, subject: str | None = None) -> Event:
+    async def emit_now(
+        self, type: str, data: dict[str, Any], *, subject: str | None = None
+    ) -> Event:
         """Publish now, outside the transaction: for progress and "started" notices, which
         are informational, may repeat after a crash, and project idempotently. The append
         is queued, not awaited here: the runtime awaits it before the handler's outbox is
@@ -219,8 +221,9 @@ class Context:
 class Runtime:
     """Runs consumers against one log and one state database."""
 
-    def __init__(self, log: Log, db: Database, *, reg: Registry | None = None,
-                 namespace: str = "") -> None:
+    def __init__(
+        self, log: Log, db: Database, *, reg: Registry | None = None, namespace: str = ""
+    ) -> None:
         self.log = log
         self.db = db
         self.bus = Bus(log, reg or registry(), namespace)
@@ -588,8 +591,10 @@ class _Worker:
                 if not _bad_data(exc):
                     raise
                 broken += 1
-                log.error("state write refused, dead-lettered",
-                          extra={"consumer": self.spec.name, "error": repr(exc)})
+                log.error(
+                    "state write refused, dead-lettered",
+                    extra={"consumer": self.spec.name, "error": repr(exc)},
+                )
                 dead = self._dead(rec, "state_write_failed", str(exc), 1, repr(exc), None)
                 results.extend(await db.apply([dead]))
                 unit.outbox[:] = dead.outbox

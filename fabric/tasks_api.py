@@ -17,8 +17,18 @@ from fabric.timeutil import parse
 if TYPE_CHECKING:
     from fabric.app import App
 
-__all__ = ["Outcome", "Rejected", "account_status", "build", "command", "history",
-           "list_tasks", "show", "status", "submit"]
+__all__ = [
+    "Outcome",
+    "Rejected",
+    "account_status",
+    "build",
+    "command",
+    "history",
+    "list_tasks",
+    "show",
+    "status",
+    "submit",
+]
 
 
 class Rejected(Exception):
@@ -50,16 +60,22 @@ async def submit(app: App, spec: dict[str, Any], source: str = "cli") -> str:
         message = app.runtime.bus.message(event)
     except SchemaError as exc:
         raise Rejected("invalid_task", str(exc)) from None
-    verdict = await validate(event.data, accounts=app.accounts, platforms=app.platforms.names(),
-                             now=dt.datetime.now(dt.UTC), policy=app.policy)
+    verdict = await validate(
+        event.data,
+        accounts=app.accounts,
+        platforms=app.platforms.names(),
+        now=dt.datetime.now(dt.UTC),
+        policy=app.policy,
+    )
     if not verdict.ok:
         raise Rejected(verdict.code or "invalid_task", verdict.message or "", verdict.field)
     await app.log.publish(message.topic, message.key, message.value, message.partition)
     return str(event.data["task_id"])
 
 
-async def list_tasks(app: App, *, status: str | None = None, account: str | None = None,
-                     limit: int = 50) -> list[dict[str, Any]]:
+async def list_tasks(
+    app: App, *, status: str | None = None, account: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
     where, params = [], []
     if status:
         where.append("(status=? OR state=?)")
@@ -67,18 +83,30 @@ async def list_tasks(app: App, *, status: str | None = None, account: str | None
     if account:
         where.append("account_name=?")
         params.append(account)
-    sql = ("SELECT id, status, state, platform, account_name, title, scheduled_time, retry_count,"
-           " error FROM tasks")
+    sql = (
+        "SELECT id, status, state, platform, account_name, title, scheduled_time, retry_count,"
+        " error FROM tasks"
+    )
     if where:
         sql += " WHERE " + " AND ".join(where)
     rows = await app.db.fetchall(sql + f" ORDER BY created_at DESC LIMIT {int(limit)}", params)
-    keys = ["id", "status", "state", "platform", "account_name", "title", "scheduled_time",
-            "retry_count", "error"]
+    keys = [
+        "id",
+        "status",
+        "state",
+        "platform",
+        "account_name",
+        "title",
+        "scheduled_time",
+        "retry_count",
+        "error",
+    ]
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-async def _row(app: App, sql: str, params: tuple[Any, ...],
-               keys: list[str]) -> list[dict[str, Any]]:
+async def _row(
+    app: App, sql: str, params: tuple[Any, ...], keys: list[str]
+) -> list[dict[str, Any]]:
     return [dict(zip(keys, r, strict=True)) for r in await app.db.fetchall(sql, params)]
 
 
@@ -95,36 +123,79 @@ async def history(app: App, task_id: str) -> list[dict[str, Any]]:
             for rec in batch:
                 if rec.key == task_id:
                     obj = loads(rec.value)
-                    events.append({"offset": f"{topic}/{partition}@{rec.offset}",
-                                   "time": obj.get("time"), "type": obj.get("type"),
-                                   "source": obj.get("source"), "data": obj.get("data")})
+                    events.append(
+                        {
+                            "offset": f"{topic}/{partition}@{rec.offset}",
+                            "time": obj.get("time"),
+                            "type": obj.get("type"),
+                            "source": obj.get("source"),
+                            "data": obj.get("data"),
+                        }
+                    )
             offset = batch[-1].offset + 1
     return sorted(events, key=lambda e: (e["time"] or "", e["offset"]))
 
 
 async def show(app: App, task_id: str) -> dict[str, Any] | None:
-    cols = ["id", "status", "state", "platform", "account_name", "targets", "video_path", "title",
-            "description", "keywords", "privacy", "scheduled_time", "retry_count", "error",
-            "error_code", "created_at", "updated_at", "completed_at"]
+    cols = [
+        "id",
+        "status",
+        "state",
+        "platform",
+        "account_name",
+        "targets",
+        "video_path",
+        "title",
+        "description",
+        "keywords",
+        "privacy",
+        "scheduled_time",
+        "retry_count",
+        "error",
+        "error_code",
+        "created_at",
+        "updated_at",
+        "completed_at",
+    ]
     rows = await _row(app, f"SELECT {', '.join(cols)} FROM tasks WHERE id=?", (task_id,), cols)
     events = await history(app, task_id)
     if not rows and not events:
         return None
-    ucols = ["platform", "account_name", "status", "attempts", "video_id", "video_url",
-             "bytes_sent", "error", "deferred_until", "published_at"]
+    ucols = [
+        "platform",
+        "account_name",
+        "status",
+        "attempts",
+        "video_id",
+        "video_url",
+        "bytes_sent",
+        "error",
+        "deferred_until",
+        "published_at",
+    ]
     icols = ["interaction_type", "status", "content", "external_id", "error"]
     return {
         "task": rows[0] if rows else None,
-        "uploads": await _row(app, f"SELECT {', '.join(ucols)} FROM uploads WHERE task_id=?"
-                              " ORDER BY platform, account_name", (task_id,), ucols),
-        "interactions": await _row(app, f"SELECT {', '.join(icols)} FROM post_interactions"
-                                   " WHERE task_id=? ORDER BY id", (task_id,), icols),
+        "uploads": await _row(
+            app,
+            f"SELECT {', '.join(ucols)} FROM uploads WHERE task_id=?"
+            " ORDER BY platform, account_name",
+            (task_id,),
+            ucols,
+        ),
+        "interactions": await _row(
+            app,
+            f"SELECT {', '.join(icols)} FROM post_interactions WHERE task_id=? ORDER BY id",
+            (task_id,),
+            icols,
+        ),
         "events": events,
     }
 
 
-async def command(app: App, task_id: str, kind: str, data: dict[str, Any],
-                  wait_s: float = 5.0) -> Outcome:
+async def command(
+    app: App, task_id: str, kind: str, data: dict[str, Any], wait_s: float = 5.0
+) -> Outcome:
     """Publish a command and wait (a little) for the orchestrator's answer to it."""
     known = await app.db.fetchall("SELECT state FROM tasks WHERE id=?", (task_id,))
     if not known:
@@ -150,22 +221,32 @@ async def command(app: App, task_id: str, kind: str, data: dict[str, Any],
         if answers:
             return Outcome(True, f"{kind}: {', '.join(answers)}")
         await asyncio.sleep(0.1)
-    return Outcome(True, f"{kind} queued (no answer within {wait_s:g} s: is the orchestrator "
-                   "running?)")
+    return Outcome(
+        True, f"{kind} queued (no answer within {wait_s:g} s: is the orchestrator running?)"
+    )
 
 
 async def status(app: App) -> dict[str, Any]:
     """The original system's metrics, from the read model and the runtime."""
     db = app.db
-    by_state = {s or "submitted": n for s, n in await db.fetchall(
-        "SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state")}
+    by_state = {
+        s or "submitted": n
+        for s, n in await db.fetchall(
+            "SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state"
+        )
+    }
     total = sum(by_state.values())
     done = await db.fetchall("SELECT created_at, completed_at FROM tasks WHERE state='completed'")
     durations = [(_t(c) - _t(a)).total_seconds() for a, c in done if a and c]
-    retried = (await db.fetchall("SELECT COUNT(*), COALESCE(SUM(retry_count), 0) FROM tasks"
-                                 " WHERE retry_count > 0"))[0]
-    uploads = await db.fetchall("SELECT platform, status, COUNT(*) FROM uploads"
-                                " GROUP BY platform, status ORDER BY platform, status")
+    retried = (
+        await db.fetchall(
+            "SELECT COUNT(*), COALESCE(SUM(retry_count), 0) FROM tasks WHERE retry_count > 0"
+        )
+    )[0]
+    uploads = await db.fetchall(
+        "SELECT platform, status, COUNT(*) FROM uploads"
+        " GROUP BY platform, status ORDER BY platform, status"
+    )
     published = sum(n for _, s, n in uploads if s == "published")
     failed = sum(n for _, s, n in uploads if s == "failed")
     metrics: dict[str, Any] = {
@@ -174,7 +255,8 @@ async def status(app: App) -> dict[str, Any]:
         "retry_rate": round(retried[0] / total, 4) if total else None,
         "retries": int(retried[1]),
         "upload_success_rate": round(published / (published + failed), 4)
-        if published + failed else None,
+        if published + failed
+        else None,
     }
     return {
         "tasks_by_state": by_state,

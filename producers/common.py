@@ -19,15 +19,25 @@ def event_for(app: App, spec: Any, source: str) -> Event:
     """``task.created`` for a schema-valid spec, else ``task.rejected`` saying why."""
     if not isinstance(spec, dict):
         task_id = new_id()
-        return new_event("task.rejected", {"code": "invalid_task",
-                                           "message": "a task must be a JSON object"},
-                         subject=task_id, source=source)
+        return new_event(
+            "task.rejected",
+            {"code": "invalid_task", "message": "a task must be a JSON object"},
+            subject=task_id,
+            source=source,
+        )
     event = build(spec, source)
     try:
         app.runtime.bus.message(event)
     except SchemaError as exc:
-        task = {k: spec[k] for k in ("title", "video", "targets") if k in spec
-                and isinstance(spec[k], str | dict | list)}
-        return new_event("task.rejected", {"code": "invalid_task", "message": str(exc),
-                                           "task": task}, subject=event.subject, source=source)
+        task = {
+            k: spec[k]
+            for k in ("title", "video", "targets")
+            if k in spec and isinstance(spec[k], str | dict | list)
+        }
+        return new_event(
+            "task.rejected",
+            {"code": "invalid_task", "message": str(exc), "task": task},
+            subject=event.subject,
+            source=source,
+        )
     return event

@@ -25,8 +25,17 @@ __all__ = ["poll_once", "run"]
 
 log = logging.getLogger("fabric.db_poller")
 
-COLUMNS = ["id", "account_name", "platform", "video_path", "title", "description", "keywords",
-           "privacy", "scheduled_time"]
+COLUMNS = [
+    "id",
+    "account_name",
+    "platform",
+    "video_path",
+    "title",
+    "description",
+    "keywords",
+    "privacy",
+    "scheduled_time",
+]
 
 
 def _when(value: Any, zone: dt.tzinfo) -> str | None:
@@ -41,7 +50,9 @@ def _when(value: Any, zone: dt.tzinfo) -> str | None:
 def spec_from_row(row: dict[str, Any], zone: dt.tzinfo) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "task_id": str(row["id"]),
-        "targets": [{"platform": row["platform"] or "youtube", "account": row["account_name"] or ""}],
+        "targets": [
+            {"platform": row["platform"] or "youtube", "account": row["account_name"] or ""}
+        ],
         "video": {"path": row["video_path"] or ""},
         "title": row["title"] or "",
         "description": row["description"] or "",
@@ -64,11 +75,14 @@ async def poll_once(app: App, limit: int = 100) -> int:
     for raw in rows:
         row = dict(zip(COLUMNS, raw, strict=True))
         event = event_for(app, spec_from_row(row, zone), "db-poller")
-        units.append(Unit(
-            "db-poller", f"row:{row['id']}",
-            [("UPDATE tasks SET state='submitted' WHERE id=? AND state IS NULL", (row["id"],))],
-            [app.runtime.outbox_row(event)],
-        ))
+        units.append(
+            Unit(
+                "db-poller",
+                f"row:{row['id']}",
+                [("UPDATE tasks SET state='submitted' WHERE id=? AND state IS NULL", (row["id"],))],
+                [app.runtime.outbox_row(event)],
+            )
+        )
     if not units:
         return 0
     applied = await app.runtime.transact(units)

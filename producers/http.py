@@ -21,8 +21,9 @@ __all__ = ["make_app", "run"]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, default=str), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data, default=str), status=status, content_type="application/json"
+    )
 
 
 def make_app(app: App) -> web.Application:
@@ -52,8 +53,14 @@ def make_app(app: App) -> web.Application:
         return _json({"ok": True})
 
     web_app = web.Application()
-    web_app.add_routes([web.post("/tasks", create), web.get("/tasks/{task_id}", get_task),
-                        web.get("/status", status), web.get("/healthz", health)])
+    web_app.add_routes(
+        [
+            web.post("/tasks", create),
+            web.get("/tasks/{task_id}", get_task),
+            web.get("/status", status),
+            web.get("/healthz", health),
+        ]
+    )
     return web_app
 
 

@@ -29,16 +29,26 @@ async def handle_payload(app: App, payload: bytes) -> str:
     try:
         spec = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        event = new_event("task.rejected", {"code": "invalid_json", "message": f"not JSON: {exc}"},
-                          subject=new_id(), source="mqtt")
+        event = new_event(
+            "task.rejected",
+            {"code": "invalid_json", "message": f"not JSON: {exc}"},
+            subject=new_id(),
+            source="mqtt",
+        )
     else:
         event = event_for(app, spec, "mqtt")
     await app.runtime.bus.publish(event)
     return event.type
 
 
-async def run(app: App, host: str, port: int, topic: str,
-              ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+async def run(
+    app: App,
+    host: str,
+    port: int,
+    topic: str,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     stop = stop or asyncio.Event()
     async with aiomqtt.Client(host, port, identifier=f"fabric-producer-{new_id()[:8]}") as client:
         await client.subscribe(topic, qos=1)

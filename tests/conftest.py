@@ -8,6 +8,7 @@ service-marked test is turned into a failure.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import subprocess
@@ -16,8 +17,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-
-import base64
 from typing import Any
 
 import pytest

@@ -35,8 +35,11 @@ async def test_a_state_write_the_database_refuses_is_dead_lettered_not_retried_f
         await log.publish_batch([Message("t", "s", encode(ev))])
     stop = asyncio.Event()
     task = asyncio.create_task(rt.run([Consumer("c", ["t"], handle, batch_max=1)], stop))
-    await eventually(lambda: rt.workers.get("c") is not None and rt.stats()["c"]["dlq"] == 1
-                     and 2 in handled, 10, "the refused write dead-lettered, then the next event")
+    await eventually(
+        lambda: rt.workers.get("c") is not None and rt.stats()["c"]["dlq"] == 1 and 2 in handled,
+        10,
+        "the refused write dead-lettered, then the next event",
+    )
     stop.set()
     await task
     letters = await list_dead_letters(rt.bus)

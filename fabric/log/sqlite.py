@@ -22,9 +22,8 @@ import socket
 import sqlite3
 import time
 import uuid
-from functools import partial
 from collections.abc import Iterable, Sequence
-from typing import Any
+from functools import partial
 
 from fabric._sqlite import GroupCommit, SqliteThread
 from fabric.log import TP, Message, OnRevoke, Record, partition_for
@@ -73,7 +72,9 @@ class SqliteLog:
         self._writer = SqliteThread(self.path, "log-writer", synchronous)
         self._reader = SqliteThread(self.path, "log-reader", synchronous)
         self._meta: dict[str, tuple[int, int]] = {}  # name -> (id, partitions)
-        self._appends: GroupCommit[Message, tuple[int, int]] = GroupCommit(self._writer, self._append)
+        self._appends: GroupCommit[Message, tuple[int, int]] = GroupCommit(
+            self._writer, self._append
+        )
         # in-process wake-ups: appends per topic, and the subscriptions waiting on each topic
         self._appended: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
@@ -123,6 +124,7 @@ class SqliteLog:
     async def create_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
         missing = [n for n in names if n not in self._meta]
         if missing:
+
             def create(conn: sqlite3.Connection) -> None:
                 for name in missing:
                     self._ensure_topic(conn, name, partitions)

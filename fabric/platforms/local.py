@@ -77,8 +77,9 @@ class LocalPlatform:
         self._inject(job, settings)
         await self._quota(job.account, settings)
         if not os.path.exists(job.video_path):
-            raise PlatformError(ErrorClass.PERMANENT, "video_missing",
-                                f"{job.video_path} does not exist any more")
+            raise PlatformError(
+                ErrorClass.PERMANENT, "video_missing", f"{job.video_path} does not exist any more"
+            )
         # no intent needed: the folder is the record (metadata.json with the sha256 = done)
         folder.mkdir(parents=True, exist_ok=True)
         ext = Path(job.video_path).suffix or ".mp4"
@@ -87,10 +88,17 @@ class LocalPlatform:
         sent = await self._copy(job.video_path, tmp, job.video_size, progress)
         os.replace(tmp, final)
         meta = {
-            "task_id": job.task_id, "account": job.account, "video_id": video_id,
-            "title": job.title, "description": job.description, "tags": list(job.tags),
-            "privacy": job.privacy, "sha256": job.video_sha256, "size": job.video_size,
-            "file": final.name, "attempt": job.attempt,
+            "task_id": job.task_id,
+            "account": job.account,
+            "video_id": video_id,
+            "title": job.title,
+            "description": job.description,
+            "tags": list(job.tags),
+            "privacy": job.privacy,
+            "sha256": job.video_sha256,
+            "size": job.video_size,
+            "file": final.name,
+            "attempt": job.attempt,
         }
         part = folder / ".metadata.json.part"
         part.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
@@ -99,15 +107,24 @@ class LocalPlatform:
 
     def _inject(self, job: PublishJob, settings: dict[str, Any]) -> None:
         if settings.get("fail_permanent"):
-            raise PlatformError(ErrorClass.PERMANENT, "injected_permanent",
-                                f"local account {job.account} rejects every upload (fail_permanent)")
+            raise PlatformError(
+                ErrorClass.PERMANENT,
+                "injected_permanent",
+                f"local account {job.account} rejects every upload (fail_permanent)",
+            )
         if job.attempt <= int(settings.get("fail_first", 0)):
-            raise PlatformError(ErrorClass.TRANSIENT, "injected_transient",
-                                f"injected failure of attempt {job.attempt} (fail_first)")
+            raise PlatformError(
+                ErrorClass.TRANSIENT,
+                "injected_transient",
+                f"injected failure of attempt {job.attempt} (fail_first)",
+            )
         rate = float(settings.get("fail_rate", 0))
         if rate and _chance(job.task_id, job.attempt) < rate:
-            raise PlatformError(ErrorClass.TRANSIENT, "injected_transient",
-                                f"injected failure of attempt {job.attempt} (fail_rate {rate})")
+            raise PlatformError(
+                ErrorClass.TRANSIENT,
+                "injected_transient",
+                f"injected failure of attempt {job.attempt} (fail_rate {rate})",
+            )
 
     async def _quota(self, account: str, settings: dict[str, Any]) -> None:
         limit = settings.get("daily_limit")
@@ -121,11 +138,15 @@ class LocalPlatform:
                 stamp = dt.datetime.fromtimestamp(meta.stat().st_mtime, dt.UTC).date().isoformat()
                 count += stamp == today
         if count >= int(limit):
-            reset = dt.datetime.combine(dt.date.fromisoformat(today) + dt.timedelta(days=1),
-                                        dt.time(), dt.UTC)
-            raise PlatformError(ErrorClass.QUOTA, "daily_limit",
-                                f"local account {account} published {count} of {limit} today",
-                                reset_at=reset)
+            reset = dt.datetime.combine(
+                dt.date.fromisoformat(today) + dt.timedelta(days=1), dt.time(), dt.UTC
+            )
+            raise PlatformError(
+                ErrorClass.QUOTA,
+                "daily_limit",
+                f"local account {account} published {count} of {limit} today",
+                reset_at=reset,
+            )
 
     async def _copy(self, src: str, dst: Path, total: int, progress: Progress) -> int:
         """Copy in a worker thread, block by block, fsync'd; progress after each block."""
@@ -158,8 +179,11 @@ class LocalPlatform:
     ) -> InteractionResult:
         folder = self._folder(job.account, job.video_id)
         if not (folder / "metadata.json").exists():
-            raise PlatformError(ErrorClass.PERMANENT, "video_not_found",
-                                f"no local video {job.video_id} for {job.account}")
+            raise PlatformError(
+                ErrorClass.PERMANENT,
+                "video_not_found",
+                f"no local video {job.video_id} for {job.account}",
+            )
         path = folder / "interactions.json"
         existing = orjson.loads(path.read_bytes()) if path.exists() else []
         for item in existing:
@@ -173,4 +197,3 @@ class LocalPlatform:
 
     async def close(self) -> None:
         return None
-

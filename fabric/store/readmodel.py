@@ -24,10 +24,16 @@ TABLES = ("tasks", "uploads", "post_interactions", "voice_runs")
 
 # the original system's four statuses, from the detailed state
 STATUS = {
-    "pending": "pending", "scheduled": "pending",
-    "processing": "processing", "publishing": "processing", "retry_scheduled": "processing",
+    "pending": "pending",
+    "scheduled": "pending",
+    "processing": "processing",
+    "publishing": "processing",
+    "retry_scheduled": "processing",
     "deferred": "processing",
-    "completed": "completed", "failed": "failed", "cancelled": "failed", "rejected": "failed",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+    "rejected": "failed",
 }
 
 _NS = uuid.UUID("5a2e1f0c-9b7d-4c3e-8a61-2f0d4b9e7c15")
@@ -50,14 +56,28 @@ def _sched(value: Any) -> str | None:
 
 def _state(ev: Event, state: str, **extra: Any) -> Op:
     sets = ["state=?", "status=?", "updated_at=?"] + [f"{k}=?" for k in extra]
-    return (f"UPDATE tasks SET {', '.join(sets)} WHERE id=?",
-            (state, STATUS[state], sql(ev.time), *extra.values(), ev.subject))
+    return (
+        f"UPDATE tasks SET {', '.join(sets)} WHERE id=?",
+        (state, STATUS[state], sql(ev.time), *extra.values(), ev.subject),
+    )
 
 
 def _task_row(ev: Event, spec: Mapping[str, Any], state: str) -> dict[str, Any]:
     targets = spec.get("targets") or [{"platform": "youtube", "account": ""}]
-    options = {k: spec[k] for k in ("voice", "comment", "like", "notify", "max_retries",
-                                    "thumbnail", "playlist_id", "options") if k in spec}
+    options = {
+        k: spec[k]
+        for k in (
+            "voice",
+            "comment",
+            "like",
+            "notify",
+            "max_retries",
+            "thumbnail",
+            "playlist_id",
+            "options",
+        )
+        if k in spec
+    }
     return {
         "id": ev.subject,
         "account_name": targets[0]["account"],
@@ -81,14 +101,16 @@ def _task_row(ev: Event, spec: Mapping[str, Any], state: str) -> dict[str, Any]:
     }
 
 
-def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None,
-            **values: Any) -> Op:
+def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None, **values: Any) -> Op:
     """Upsert the uploads row of (task, target): ``target`` defaults to the event's."""
     target = target or ev.data["target"]
     row = {
         "upload_id": upload_id(ev.subject or "", target["platform"], target["account"]),
-        "task_id": ev.subject, "platform": target["platform"], "account_name": target["account"],
-        **values, "updated_at": sql(ev.time),
+        "task_id": ev.subject,
+        "platform": target["platform"],
+        "account_name": target["account"],
+        **values,
+        "updated_at": sql(ev.time),
     }
     return upsert(dialect, "uploads", ("upload_id",), row)
 
@@ -98,16 +120,27 @@ def _created(ev: Event, d: str) -> list[Op]:
 
 
 def _accepted(ev: Event, d: str) -> list[Op]:
-    return [("UPDATE tasks SET video_path=?, updated_at=? WHERE id=?",
-             (ev.data["video"]["path"], sql(ev.time), ev.subject))]
+    return [
+        (
+            "UPDATE tasks SET video_path=?, updated_at=? WHERE id=?",
+            (ev.data["video"]["path"], sql(ev.time), ev.subject),
+        )
+    ]
 
 
 def _rejected(ev: Event, d: str) -> list[Op]:
     # a task a producer rejected before it was ever created still gets its row
     row = _task_row(ev, ev.data.get("task") or {}, "rejected")
-    return [insert_ignore(d, "tasks", row),
-            _state(ev, "rejected", error=ev.data["message"], error_code=ev.data["code"],
-                   completed_at=sql(ev.time))]
+    return [
+        insert_ignore(d, "tasks", row),
+        _state(
+            ev,
+            "rejected",
+            error=ev.data["message"],
+            error_code=ev.data["code"],
+            completed_at=sql(ev.time),
+        ),
+    ]
 
 
 def _scheduled(ev: Event, d: str) -> list[Op]:
@@ -117,30 +150,52 @@ def _scheduled(ev: Event, d: str) -> list[Op]:
 def _started(ev: Event, d: str) -> list[Op]:
     ops = [_state(ev, ev.data["stage"])]
     for target in ev.data.get("targets", []):
-        ops.append(_upload(ev, d, target, status="queued", error=None, error_class=None,
-                           deferred_until=None))
+        ops.append(
+            _upload(
+                ev, d, target, status="queued", error=None, error_class=None, deferred_until=None
+            )
+        )
     return ops
 
 
 def _retry(ev: Event, d: str) -> list[Op]:
     err = ev.data["error"]
-    return [_state(ev, "retry_scheduled", retry_count=ev.data["retry_count"], error=err["message"],
-                   error_code=err["code"]),
-            _upload(ev, d, status="retry_scheduled", error=err["message"], error_class=err["class"])]
+    return [
+        _state(
+            ev,
+            "retry_scheduled",
+            retry_count=ev.data["retry_count"],
+            error=err["message"],
+            error_code=err["code"],
+        ),
+        _upload(ev, d, status="retry_scheduled", error=err["message"], error_class=err["class"]),
+    ]
 
 
 def _deferred(ev: Event, d: str) -> list[Op]:
     err = ev.data["error"]
-    return [_state(ev, "deferred", error=err["message"], error_code=err["code"]),
-            _upload(ev, d, status="deferred", deferred_until=sql(ev.data["until"]),
-                    error=err["message"], error_class=err["class"])]
+    return [
+        _state(ev, "deferred", error=err["message"], error_code=err["code"]),
+        _upload(
+            ev,
+            d,
+            status="deferred",
+            deferred_until=sql(ev.data["until"]),
+            error=err["message"],
+            error_class=err["class"],
+        ),
+    ]
 
 
 def _pub_started(ev: Event, d: str) -> list[Op]:
     uid = upload_id(ev.subject or "", ev.data["target"]["platform"], ev.data["target"]["account"])
-    return [_upload(ev, d, status="uploading", attempts=ev.data["attempt"]),
-            ("UPDATE uploads SET started_at=COALESCE(started_at, ?) WHERE upload_id=?",
-             (sql(ev.time), uid))]
+    return [
+        _upload(ev, d, status="uploading", attempts=ev.data["attempt"]),
+        (
+            "UPDATE uploads SET started_at=COALESCE(started_at, ?) WHERE upload_id=?",
+            (sql(ev.time), uid),
+        ),
+    ]
 
 
 def _progress(ev: Event, d: str) -> list[Op]:
@@ -149,30 +204,61 @@ def _progress(ev: Event, d: str) -> list[Op]:
     # strict mode alike), which wedged the projector on the first multi-chunk upload.
     target = ev.data["target"]
     uid = upload_id(ev.subject or "", target["platform"], target["account"])
-    return [("UPDATE uploads SET bytes_sent=?, updated_at=? WHERE upload_id=?",
-             (ev.data["bytes_done"], sql(ev.time), uid))]
+    return [
+        (
+            "UPDATE uploads SET bytes_sent=?, updated_at=? WHERE upload_id=?",
+            (ev.data["bytes_done"], sql(ev.time), uid),
+        )
+    ]
 
 
 def _completed_upload(ev: Event, d: str) -> list[Op]:
     data = ev.data
-    return [_upload(ev, d, status="published", video_id=data["video_id"], video_url=data["url"],
-                    platform_upload_id=data.get("upload_id"), attempts=data["attempt"],
-                    bytes_sent=data.get("bytes_sent", 0), published_at=sql(ev.time), error=None,
-                    error_class=None)]
+    return [
+        _upload(
+            ev,
+            d,
+            status="published",
+            video_id=data["video_id"],
+            video_url=data["url"],
+            platform_upload_id=data.get("upload_id"),
+            attempts=data["attempt"],
+            bytes_sent=data.get("bytes_sent", 0),
+            published_at=sql(ev.time),
+            error=None,
+            error_class=None,
+        )
+    ]
 
 
 def _failed_upload(ev: Event, d: str) -> list[Op]:
     err = ev.data["error"]
     status = "error" if ev.data["retryable"] else "failed"
-    return [_upload(ev, d, status=status, attempts=ev.data["attempt"], error=err["message"],
-                    error_class=err["class"])]
+    return [
+        _upload(
+            ev,
+            d,
+            status=status,
+            attempts=ev.data["attempt"],
+            error=err["message"],
+            error_class=err["class"],
+        )
+    ]
 
 
 def _deferred_upload(ev: Event, d: str) -> list[Op]:
     err = ev.data["error"]
-    return [_upload(ev, d, status="deferred", attempts=ev.data["attempt"],
-                    deferred_until=sql(ev.data["until"]), error=err["message"],
-                    error_class=err["class"])]
+    return [
+        _upload(
+            ev,
+            d,
+            status="deferred",
+            attempts=ev.data["attempt"],
+            deferred_until=sql(ev.data["until"]),
+            error=err["message"],
+            error_class=err["class"],
+        )
+    ]
 
 
 def _interaction(ev: Event, d: str) -> list[Op]:
@@ -182,13 +268,17 @@ def _interaction(ev: Event, d: str) -> list[Op]:
     row = {
         "id": data["interaction_id"],
         "upload_id": upload_id(ev.subject or "", target["platform"], target["account"]),
-        "task_id": ev.subject, "platform": target["platform"], "account_name": target["account"],
-        "video_id": data["video_id"], "interaction_type": data["kind"],
+        "task_id": ev.subject,
+        "platform": target["platform"],
+        "account_name": target["account"],
+        "video_id": data["video_id"],
+        "interaction_type": data["kind"],
         "content": data.get("content", ""),
         "external_id": data.get("external_id") if posted else None,
         "status": "posted" if posted else "failed",
         "error": None if posted else data["error"]["message"],
-        "created_at": sql(ev.time), "updated_at": sql(ev.time),
+        "created_at": sql(ev.time),
+        "updated_at": sql(ev.time),
     }
     return [upsert(d, "post_interactions", ("id",), row)]
 
@@ -205,9 +295,13 @@ def _media_rejected(ev: Event, d: str) -> list[Op]:
 def _voice_assembled(ev: Event, d: str) -> list[Op]:
     data = ev.data
     row = {
-        "task_id": ev.subject, "engine": data["engine"], "chunks": data["chunks"],
-        "audio_seconds": data["audio_seconds"], "engine_seconds": data["engine_seconds"],
-        "wall_seconds": data["wall_seconds"], "separation": _json(data["separation"]),
+        "task_id": ev.subject,
+        "engine": data["engine"],
+        "chunks": data["chunks"],
+        "audio_seconds": data["audio_seconds"],
+        "engine_seconds": data["engine_seconds"],
+        "wall_seconds": data["wall_seconds"],
+        "separation": _json(data["separation"]),
         "created_at": sql(ev.time),
     }
     return [upsert(d, "voice_runs", ("task_id",), row)]
@@ -218,25 +312,49 @@ def _completed(ev: Event, d: str) -> list[Op]:
 
 
 def _failed(ev: Event, d: str) -> list[Op]:
-    ops = [_state(ev, "failed", error=ev.data["message"], error_code=ev.data["code"],
-                  completed_at=sql(ev.time))]
+    ops = [
+        _state(
+            ev,
+            "failed",
+            error=ev.data["message"],
+            error_code=ev.data["code"],
+            completed_at=sql(ev.time),
+        )
+    ]
     for target in ev.data["targets"]:
         if target["status"] == "failed":  # retries used up: the upload is over too
-            ops.append(_upload(ev, d, {"platform": target["platform"], "account": target["account"]},
-                               status="failed"))
+            ops.append(
+                _upload(
+                    ev,
+                    d,
+                    {"platform": target["platform"], "account": target["account"]},
+                    status="failed",
+                )
+            )
     return ops
 
 
 def _cancelled(ev: Event, d: str) -> list[Op]:
     reason = ev.data.get("reason") or "no reason given"
-    return [_state(ev, "cancelled", error=f"cancelled: {reason}", error_code="cancelled",
-                   completed_at=sql(ev.time))]
+    return [
+        _state(
+            ev,
+            "cancelled",
+            error=f"cancelled: {reason}",
+            error_code="cancelled",
+            completed_at=sql(ev.time),
+        )
+    ]
 
 
 def _retried(ev: Event, d: str) -> list[Op]:
-    return [("UPDATE tasks SET state=?, status=?, retry_count=retry_count+1, error=NULL,"
-             " error_code=NULL, completed_at=NULL, updated_at=? WHERE id=?",
-             ("publishing", "processing", sql(ev.time), ev.subject))]
+    return [
+        (
+            "UPDATE tasks SET state=?, status=?, retry_count=retry_count+1, error=NULL,"
+            " error_code=NULL, completed_at=NULL, updated_at=? WHERE id=?",
+            ("publishing", "processing", sql(ev.time), ev.subject),
+        )
+    ]
 
 
 PROJECTED: dict[str, Callable[[Event, str], list[Op]]] = {
@@ -268,4 +386,3 @@ PROJECTED: dict[str, Callable[[Event, str], list[Op]]] = {
 def project(event: Event, dialect: str) -> list[Op]:
     fn = PROJECTED.get(event.type)
     return fn(event, dialect) if fn else []
-

@@ -22,8 +22,9 @@ __all__ = ["read_model_rows", "replay"]
 TOPIC = "fabric.tasks"
 
 
-async def replay(log: Log, db: Database, *, topic: str = TOPIC, batch: int = 5000
-                 ) -> dict[str, Any]:
+async def replay(
+    log: Log, db: Database, *, topic: str = TOPIC, batch: int = 5000
+) -> dict[str, Any]:
     reg = registry()
     events = skipped = 0
     started = time.perf_counter()
@@ -41,18 +42,32 @@ async def replay(log: Log, db: Database, *, topic: str = TOPIC, batch: int = 500
                     ops.extend(project(event, db.dialect))
                     events += 1
             offset = records[-1].offset + 1
-            ops.append(upsert(db.dialect, "projector_offsets", ("topic", "part"),
-                              {"topic": topic, "part": partition, "next_offset": offset}))
+            ops.append(
+                upsert(
+                    db.dialect,
+                    "projector_offsets",
+                    ("topic", "part"),
+                    {"topic": topic, "part": partition, "next_offset": offset},
+                )
+            )
             await db.run(ops)
     seconds = time.perf_counter() - started
-    return {"events": events, "skipped": skipped, "seconds": round(seconds, 3),
-            "events_per_s": round(events / seconds, 1) if seconds else None}
+    return {
+        "events": events,
+        "skipped": skipped,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1) if seconds else None,
+    }
 
 
 async def read_model_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the projected tables, in a stable order (for comparisons)."""
-    order = {"tasks": "id", "uploads": "upload_id", "post_interactions": "id",
-             "voice_runs": "task_id"}
+    order = {
+        "tasks": "id",
+        "uploads": "upload_id",
+        "post_interactions": "id",
+        "voice_runs": "task_id",
+    }
     out = {}
     for table in TABLES:
         rows = await db.fetchall(f"SELECT * FROM {table} ORDER BY {order[table]}")

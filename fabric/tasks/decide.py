@@ -28,8 +28,14 @@ from fabric.timeutil import parse, wire
 
 __all__ = ["COMMANDS", "Emit", "Policy", "Verdict", "backoff", "can_retry", "decide"]
 
-COMMANDS = frozenset({"task.cancel_requested", "task.reschedule_requested",
-                      "task.retry_requested", "metadata.update_requested"})
+COMMANDS = frozenset(
+    {
+        "task.cancel_requested",
+        "task.reschedule_requested",
+        "task.retry_requested",
+        "metadata.update_requested",
+    }
+)
 CANCELLABLE = frozenset({"pending", "scheduled", "processing", "retry_scheduled", "deferred"})
 
 
@@ -111,8 +117,11 @@ def _process(state: TaskState, targets: list[TargetState]) -> list[Emit]:
         voice = {"video": dict(state.video), "voice": dict(state.spec["voice"])}
         return [Emit("task.started", started), Emit("voice.requested", voice)]
     started = {"stage": "processing", "step": "media", "targets": wanted}
-    media = {"video": dict(state.video), "targets": wanted,
-             "thumbnail": state.spec.get("thumbnail")}
+    media = {
+        "video": dict(state.video),
+        "targets": wanted,
+        "thumbnail": state.spec.get("thumbnail"),
+    }
     return [Emit("task.started", started), Emit("media.requested", media)]
 
 
@@ -176,10 +185,19 @@ def _metadata_updates(state: TaskState, update_id: str, attempt: int) -> list[Em
             continue
         if update.get("done", {}).get(current.key) == "updated":
             continue
-        out.append(Emit("metadata.update", {
-            "update_id": update_id, "target": current.target, "account_key": current.key,
-            "video_id": current.video_id, "changes": dict(update["changes"]), "attempt": attempt,
-        }))
+        out.append(
+            Emit(
+                "metadata.update",
+                {
+                    "update_id": update_id,
+                    "target": current.target,
+                    "account_key": current.key,
+                    "video_id": current.video_id,
+                    "changes": dict(update["changes"]),
+                    "attempt": attempt,
+                },
+            )
+        )
     return out
 
 
@@ -330,13 +348,28 @@ def decide(
         if update is None or error.get("class") != "quota" or not error.get("reset_at"):
             return []  # transient errors were retried by the publisher already; the rest is final
         timer = f"{data['update_id']}:quota:{data['attempt']}"
-        return [Emit("metadata.scheduled", {"update_id": data["update_id"],
-                                            "targets": [data["target"]],
-                                            "changes": dict(update["changes"]),
-                                            "due_at": error["reset_at"], "timer_id": timer}),
-                Emit("timer.set", {"timer_id": timer, "due_at": error["reset_at"],
-                                   "purpose": "metadata",
-                                   "payload": {"update_id": data["update_id"]}, "target": None})]
+        return [
+            Emit(
+                "metadata.scheduled",
+                {
+                    "update_id": data["update_id"],
+                    "targets": [data["target"]],
+                    "changes": dict(update["changes"]),
+                    "due_at": error["reset_at"],
+                    "timer_id": timer,
+                },
+            ),
+            Emit(
+                "timer.set",
+                {
+                    "timer_id": timer,
+                    "due_at": error["reset_at"],
+                    "purpose": "metadata",
+                    "payload": {"update_id": data["update_id"]},
+                    "target": None,
+                },
+            ),
+        ]
     assert before is not None
     if kind == "task.cancel_requested":
         busy = [t.key for t in before.targets.values() if t.status in ("requested", "published")]
@@ -381,11 +414,15 @@ def decide(
         wanted = {target_key(t) for t in data.get("targets", [])}
         chosen = [t for t in published if not wanted or t.key in wanted]
         if not chosen:
-            return _rejected(kind, "nothing_published",
-                             "no published video to update for this task")
+            return _rejected(
+                kind, "nothing_published", "no published video to update for this task"
+            )
         update_id = f"{before.task_id}:meta:{len(before.metadata) + 1}"
-        scheduled: dict[str, Any] = {"update_id": update_id, "targets": [t.target for t in chosen],
-                                     "changes": dict(data["changes"])}
+        scheduled: dict[str, Any] = {
+            "update_id": update_id,
+            "targets": [t.target for t in chosen],
+            "changes": dict(data["changes"]),
+        }
         if data.get("at"):
             try:
                 due = wire(parse(data["at"]))
@@ -393,9 +430,19 @@ def decide(
                 return _rejected(kind, "bad_scheduled_time", str(exc))
             if parse(due) > parse(event.time):
                 timer = f"{before.task_id}:metadata:{len(before.metadata) + 1}"
-                return [Emit("metadata.scheduled", {**scheduled, "due_at": due, "timer_id": timer}),
-                        Emit("timer.set", {"timer_id": timer, "due_at": due, "purpose": "metadata",
-                                           "payload": {"update_id": update_id}, "target": None})]
+                return [
+                    Emit("metadata.scheduled", {**scheduled, "due_at": due, "timer_id": timer}),
+                    Emit(
+                        "timer.set",
+                        {
+                            "timer_id": timer,
+                            "due_at": due,
+                            "purpose": "metadata",
+                            "payload": {"update_id": update_id},
+                            "target": None,
+                        },
+                    ),
+                ]
         return [Emit("metadata.scheduled", {**scheduled, "due_at": event.time})]
     if kind == "task.retry_requested":
         failed = [t for t in before.targets.values() if t.status == "failed"]

@@ -113,8 +113,9 @@ class TaskState:
         and was the orchestrator's largest cost per event."""
         out = {f.name: getattr(self, f.name) for f in _TASK_FIELDS}
         out["timers"] = list(self.timers)
-        out["targets"] = {k: {f.name: getattr(t, f.name) for f in _TARGET_FIELDS}
-                          for k, t in self.targets.items()}
+        out["targets"] = {
+            k: {f.name: getattr(t, f.name) for f in _TARGET_FIELDS} for k, t in self.targets.items()
+        }
         return out
 
     @classmethod
@@ -181,11 +182,19 @@ def illegal(state: TaskState | None, event: Event) -> str | None:
 
 # what may still happen to a task that ended: a retry of what failed, late interaction
 # results, and changes to what was published (scheduled metadata updates)
-AFTER_THE_END = frozenset({
-    "task.retry_requested", "task.retried", "interaction.posted", "interaction.failed",
-    "metadata.update_requested", "metadata.scheduled", "metadata.updated", "metadata.failed",
-    "timer.fired",
-})
+AFTER_THE_END = frozenset(
+    {
+        "task.retry_requested",
+        "task.retried",
+        "interaction.posted",
+        "interaction.failed",
+        "metadata.update_requested",
+        "metadata.scheduled",
+        "metadata.updated",
+        "metadata.failed",
+        "timer.fired",
+    }
+)
 
 
 def evolve(state: TaskState | None, event: Event) -> TaskState | None:
@@ -224,7 +233,7 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
     if kind == "task.rejected":
         return dataclasses.replace(state, status="rejected", error=dict(data))
     if kind in ("task.scheduled", "task.rescheduled"):
-        timers = tuple(t for t in state.timers if ":due:" not in t) + (data["timer_id"],)
+        timers = (*(t for t in state.timers if ":due:" not in t), data["timer_id"])
         return dataclasses.replace(state, status="scheduled", due_at=data["due_at"], timers=timers)
     if kind == "timer.fired":
         return dataclasses.replace(
@@ -252,8 +261,13 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
         if target is None:
             return state
         thumb = data.get("thumbnail") or {}
-        return _with_target(state, target, video=dict(data["video"]), short=data["short"],
-                            thumbnail=thumb.get("path") if thumb.get("upload", True) else None)
+        return _with_target(
+            state,
+            target,
+            video=dict(data["video"]),
+            short=data["short"],
+            thumbnail=thumb.get("path") if thumb.get("upload", True) else None,
+        )
     if kind == "media.rejected":
         target = _target(state, data)
         if target is None:
@@ -356,8 +370,11 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
         )
     if kind == "metadata.scheduled":
         updates = dict(state.metadata)
-        updates[data["update_id"]] = {"targets": data["targets"], "changes": data["changes"],
-                                      "status": "scheduled"}
+        updates[data["update_id"]] = {
+            "targets": data["targets"],
+            "changes": data["changes"],
+            "status": "scheduled",
+        }
         timers = (*state.timers, data["timer_id"]) if data.get("timer_id") else state.timers
         return dataclasses.replace(state, metadata=updates, timers=timers)
     if kind in ("metadata.updated", "metadata.failed"):
@@ -366,8 +383,9 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
             return unchanged
         done = dict(update.get("done", {}))
         final = kind == "metadata.updated" or not data.get("retryable")
-        done[target_key(data["target"])] = "updated" if kind == "metadata.updated" else (
-            "failed" if final else "retrying")
+        done[target_key(data["target"])] = (
+            "updated" if kind == "metadata.updated" else ("failed" if final else "retrying")
+        )
         updates = dict(state.metadata)
         updates[data["update_id"]] = {**update, "done": done}
         return dataclasses.replace(state, metadata=updates)

@@ -46,8 +46,16 @@ def _sha256(path: str) -> tuple[str, int]:
 
 async def _ffprobe(path: str) -> dict[str, Any] | None:
     proc = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "ffprobe",
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -91,13 +99,21 @@ async def _file_facts(path: str) -> Verdict | dict[str, Any]:
     if not os.path.exists(path):
         return _reject("video_missing", f"video file {path} does not exist", "video.path")
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        return _reject("video_unreadable", f"video file {path} is not a readable file", "video.path")
+        return _reject(
+            "video_unreadable", f"video file {path} is not a readable file", "video.path"
+        )
     probe = await _ffprobe(path)
     if probe is None or "format" not in probe:
-        return _reject("video_corrupt", f"ffprobe cannot read {path}: not a media file or damaged",
-                       "video.path")
-    videos = [s for s in probe.get("streams", []) if s.get("codec_type") == "video"
-              and s.get("disposition", {}).get("attached_pic", 0) == 0]
+        return _reject(
+            "video_corrupt",
+            f"ffprobe cannot read {path}: not a media file or damaged",
+            "video.path",
+        )
+    videos = [
+        s
+        for s in probe.get("streams", [])
+        if s.get("codec_type") == "video" and s.get("disposition", {}).get("attached_pic", 0) == 0
+    ]
     if not videos:
         return _reject("no_video_stream", f"{path} has no video stream", "video.path")
     sha, size = await asyncio.to_thread(_sha256, path)
@@ -119,16 +135,22 @@ def _due(spec: Mapping[str, Any], now: dt.datetime, policy: Policy) -> Verdict |
     try:
         when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
-        return _reject("bad_scheduled_time", f"scheduled_at {raw!r} is not an ISO 8601 time",
-                       "scheduled_at")
+        return _reject(
+            "bad_scheduled_time", f"scheduled_at {raw!r} is not an ISO 8601 time", "scheduled_at"
+        )
     if when.tzinfo is None:
-        return _reject("naive_scheduled_time",
-                       f"scheduled_at {raw!r} has no time zone: write it with an offset, "
-                       "e.g. 2026-12-01T18:00:00+01:00 or ...Z", "scheduled_at")
+        return _reject(
+            "naive_scheduled_time",
+            f"scheduled_at {raw!r} has no time zone: write it with an offset, "
+            "e.g. 2026-12-01T18:00:00+01:00 or ...Z",
+            "scheduled_at",
+        )
     if when < now - dt.timedelta(seconds=policy.past_grace_s):
-        return _reject("scheduled_in_past",
-                       f"scheduled_at {raw} is more than {int(policy.past_grace_s)} s in the past",
-                       "scheduled_at")
+        return _reject(
+            "scheduled_in_past",
+            f"scheduled_at {raw} is more than {int(policy.past_grace_s)} s in the past",
+            "scheduled_at",
+        )
     return wire(max(when, now))  # within the grace window: due now
 
 
@@ -143,8 +165,12 @@ async def validate(
     for i, target in enumerate(spec.get("targets", [])):
         platform, name = target["platform"], target["account"]
         if platform not in platforms:
-            return _reject("unknown_platform", f"platform {platform!r} is not configured "
-                           f"(configured: {', '.join(sorted(platforms))})", f"targets[{i}].platform")
+            return _reject(
+                "unknown_platform",
+                f"platform {platform!r} is not configured "
+                f"(configured: {', '.join(sorted(platforms))})",
+                f"targets[{i}].platform",
+            )
         try:
             await accounts.require(platform, name)
         except AccountError as exc:
@@ -158,15 +184,26 @@ async def validate(
         limits = LIMITS.get(target["platform"], LIMITS["local"])
         where = target["platform"]
         if len(title) > limits["title"]:
-            return _reject("title_too_long", f"{where} titles are at most {limits['title']} "
-                           f"characters; this one has {len(title)}", "title")
+            return _reject(
+                "title_too_long",
+                f"{where} titles are at most {limits['title']} "
+                f"characters; this one has {len(title)}",
+                "title",
+            )
         if len(description.encode()) > limits["description_bytes"]:
-            return _reject("description_too_long", f"{where} descriptions are at most "
-                           f"{limits['description_bytes']} bytes; this one has "
-                           f"{len(description.encode())}", "description")
+            return _reject(
+                "description_too_long",
+                f"{where} descriptions are at most "
+                f"{limits['description_bytes']} bytes; this one has "
+                f"{len(description.encode())}",
+                "description",
+            )
         if sum(len(t) for t in tags) > limits["tags_chars"]:
-            return _reject("tags_too_long", f"{where} tags are at most {limits['tags_chars']} "
-                           "characters in all", "tags")
+            return _reject(
+                "tags_too_long",
+                f"{where} tags are at most {limits['tags_chars']} characters in all",
+                "tags",
+            )
     due = _due(spec, now, policy)
     if isinstance(due, Verdict):
         return due

@@ -17,12 +17,21 @@ KEY = base64.urlsafe_b64encode(b"c" * 32).decode()
 
 
 def fabric(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, FABRIC_SECRET_KEY=KEY, FABRIC_PLATFORM_DIR=str(home / "platform"),
-               PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        FABRIC_SECRET_KEY=KEY,
+        FABRIC_PLATFORM_DIR=str(home / "platform"),
+        PYTHONPATH=str(ROOT),
+    )
     env.pop("FABRIC_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "fabric", "--home", str(home), "--log-level",
-                           "ERROR", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "fabric", "--home", str(home), "--log-level", "ERROR", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -34,16 +43,35 @@ def test_add_a_task_run_the_consumers_and_read_it_back(home: Path, video: Path) 
     assert fabric(home, "account", "add", "local", "main").returncode == 0
     listed = fabric(home, "account", "list")
     assert "local" in listed.stdout and "main" in listed.stdout
-    added = fabric(home, "task", "add", "--to", "local:main", "--video", str(video),
-                   "--title", "From the CLI", "--tags", "a,b", "--comment", "hi", "--like")
+    added = fabric(
+        home,
+        "task",
+        "add",
+        "--to",
+        "local:main",
+        "--video",
+        str(video),
+        "--title",
+        "From the CLI",
+        "--tags",
+        "a,b",
+        "--comment",
+        "hi",
+        "--like",
+    )
     assert added.returncode == 0, added.stderr
     task_id = added.stdout.strip()
     assert len(task_id) == 36
     # run the consumers until the task is done (a separate process, stopped by SIGTERM)
-    env = dict(os.environ, FABRIC_SECRET_KEY=KEY, FABRIC_PLATFORM_DIR=str(home / "platform"),
-               PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "run.py", "--home", str(home), "--log-level",
-                             "ERROR"], cwd=ROOT, env=env)
+    env = dict(
+        os.environ,
+        FABRIC_SECRET_KEY=KEY,
+        FABRIC_PLATFORM_DIR=str(home / "platform"),
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", "--home", str(home), "--log-level", "ERROR"], cwd=ROOT, env=env
+    )
     try:
         for _ in range(300):
             shown = fabric(home, "task", "show", task_id)

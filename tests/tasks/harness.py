@@ -19,9 +19,17 @@ TERMINAL = ("completed", "failed", "cancelled", "rejected")
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, *, secret_key: str, log_url: str | None = None,
-                 db_url: str | None = None, namespace: str | None = None,
-                 env: dict[str, str] | None = None, consumers: tuple[str, ...] = DEFAULT) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        secret_key: str,
+        log_url: str | None = None,
+        db_url: str | None = None,
+        namespace: str | None = None,
+        env: dict[str, str] | None = None,
+        consumers: tuple[str, ...] = DEFAULT,
+    ) -> None:
         self.tmp = tmp_path
         self.platform_dir = tmp_path / "platform"
         base = {
@@ -68,10 +76,16 @@ class Harness:
     async def create(self, video: Path, *accounts: str, **spec: Any) -> str:
         """Publish task.created straight onto the log (the orchestrator validates it)."""
         task_id = spec.pop("task_id", None) or new_id()
-        data = {"task_id": task_id, "video": {"path": str(video)}, "title": f"task {task_id[-6:]}",
-                "targets": [{"platform": "local", "account": a} for a in accounts], **spec}
-        await self.app.runtime.bus.publish(new_event("task.created", data, subject=task_id,
-                                                     source="test"))
+        data = {
+            "task_id": task_id,
+            "video": {"path": str(video)},
+            "title": f"task {task_id[-6:]}",
+            "targets": [{"platform": "local", "account": a} for a in accounts],
+            **spec,
+        }
+        await self.app.runtime.bus.publish(
+            new_event("task.created", data, subject=task_id, source="test")
+        )
         return task_id
 
     async def command(self, task_id: str, kind: str, **data: Any) -> None:
@@ -82,8 +96,9 @@ class Harness:
         known = dict(rows)
         return {i: known.get(i) for i in ids}
 
-    async def wait(self, ids: list[str], states: tuple[str, ...] = TERMINAL,
-                   timeout: float = 60) -> dict[str, str | None]:
+    async def wait(
+        self, ids: list[str], states: tuple[str, ...] = TERMINAL, timeout: float = 60
+    ) -> dict[str, str | None]:
         deadline = time.monotonic() + timeout
         while True:
             current = await self.states(ids)
@@ -91,22 +106,34 @@ class Harness:
                 return current
             if time.monotonic() > deadline:
                 stuck = {k: v for k, v in current.items() if v not in states}
-                pytest.fail(f"tasks not in {states} after {timeout}s: {list(stuck.items())[:5]}"
-                            f" ({len(stuck)} in all)")
+                pytest.fail(
+                    f"tasks not in {states} after {timeout}s: {list(stuck.items())[:5]}"
+                    f" ({len(stuck)} in all)"
+                )
             await asyncio.sleep(0.05)
 
     async def row(self, task_id: str) -> dict[str, Any]:
-        cols = ["id", "status", "state", "retry_count", "error", "error_code", "account_name",
-                "scheduled_time"]
-        rows = await self.app.db.fetchall(f"SELECT {', '.join(cols)} FROM tasks WHERE id=?",
-                                          (task_id,))
+        cols = [
+            "id",
+            "status",
+            "state",
+            "retry_count",
+            "error",
+            "error_code",
+            "account_name",
+            "scheduled_time",
+        ]
+        rows = await self.app.db.fetchall(
+            f"SELECT {', '.join(cols)} FROM tasks WHERE id=?", (task_id,)
+        )
         return dict(zip(cols, rows[0], strict=True)) if rows else {}
 
     async def uploads(self, task_id: str) -> list[dict[str, Any]]:
         cols = ["platform", "account_name", "status", "attempts", "video_id", "error"]
         rows = await self.app.db.fetchall(
             f"SELECT {', '.join(cols)} FROM uploads WHERE task_id=? ORDER BY account_name",
-            (task_id,))
+            (task_id,),
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     async def events(self, task_id: str) -> list[str]:

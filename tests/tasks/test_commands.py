@@ -40,14 +40,16 @@ async def test_reschedule_moves_the_due_time(harness: Callable[..., Harness], vi
         await h.account("main")
         task_id = await h.create(video, "main", scheduled_at=later(3600))
         await h.wait([task_id], ("scheduled",))
-        outcome = await command(h.app, task_id, "task.reschedule_requested",
-                                {"scheduled_at": later(0.5)})
+        outcome = await command(
+            h.app, task_id, "task.reschedule_requested", {"scheduled_at": later(0.5)}
+        )
         assert outcome.ok, outcome.message
         assert await h.wait([task_id]) == {task_id: "completed"}
         timers = dict(await h.app.db.fetchall("SELECT timer_id, status FROM timers"))
         assert timers == {f"{task_id}:due:1": "cancelled", f"{task_id}:due:2": "fired"}
-        naive = await command(h.app, task_id, "task.reschedule_requested",
-                              {"scheduled_at": "2031-01-01T10:00:00"})
+        naive = await command(
+            h.app, task_id, "task.reschedule_requested", {"scheduled_at": "2031-01-01T10:00:00"}
+        )
         assert not naive.ok
 
 
@@ -97,7 +99,8 @@ async def test_two_schedulers_fire_a_due_timer_once(harness: Callable[..., Harne
             await h.app.db.execute(
                 "INSERT INTO timers (timer_id, task_id, due_ms, purpose, target, payload,"
                 " status) VALUES (?, ?, ?, 'due', 'null', '{}', 'pending')",
-                (f"t{i}:due:1", f"t{i}", int(dt.datetime.fromisoformat(due).timestamp() * 1000)))
+                (f"t{i}:due:1", f"t{i}", int(dt.datetime.fromisoformat(due).timestamp() * 1000)),
+            )
         a, b = Scheduler(), Scheduler()
         fired = await asyncio.gather(a.fire_due(rt), b.fire_due(rt))
         assert sum(fired) >= 50 and a.fired + b.fired == 50
@@ -105,9 +108,10 @@ async def test_two_schedulers_fire_a_due_timer_once(harness: Callable[..., Harne
         assert rows[0][0] == 50
         topic = rt.bus.topic("fabric.tasks")
         count = 0
-        for p in (await h.app.log.end_offsets(topic)):
-            count += sum(1 for r in await h.app.log.read(topic, p, 0, 1000)
-                         if b'"timer.fired"' in r.value)
+        for p in await h.app.log.end_offsets(topic):
+            count += sum(
+                1 for r in await h.app.log.read(topic, p, 0, 1000) if b'"timer.fired"' in r.value
+            )
         assert count == 50
 
 

@@ -27,8 +27,10 @@ def ev(kind: str, data: dict[str, Any] | None = None, time: str = T0) -> Event:
 
 
 def created(**spec: Any) -> Event:
-    return ev("task.created", {"task_id": TID, "targets": [YT], "video": {"path": "/v.mp4"},
-                               "title": "t", **spec})
+    return ev(
+        "task.created",
+        {"task_id": TID, "targets": [YT], "video": {"path": "/v.mp4"}, "title": "t", **spec},
+    )
 
 
 class Machine:
@@ -71,17 +73,27 @@ def test_created_and_valid_is_accepted_and_scheduled() -> None:
     m = Machine()
     out = m.feed(created(), OK)
     assert types(out) == ["task.accepted", "timer.set", "task.scheduled"]
-    assert out[1].data == {"timer_id": f"{TID}:due:1", "due_at": T0, "purpose": "due",
-                           "target": None}
+    assert out[1].data == {
+        "timer_id": f"{TID}:due:1",
+        "due_at": T0,
+        "purpose": "due",
+        "target": None,
+    }
     assert out[0].data["max_retries"] == POLICY.max_retries
 
 
 def test_created_but_invalid_is_rejected_with_the_reason() -> None:
     m = Machine()
-    out = m.feed(created(), Verdict(ok=False, code="unknown_account", message="no such",
-                                    field="targets[0].account"))
-    assert out == [Emit("task.rejected", {"code": "unknown_account", "message": "no such",
-                                          "field": "targets[0].account"})]
+    out = m.feed(
+        created(),
+        Verdict(ok=False, code="unknown_account", message="no such", field="targets[0].account"),
+    )
+    assert out == [
+        Emit(
+            "task.rejected",
+            {"code": "unknown_account", "message": "no such", "field": "targets[0].account"},
+        )
+    ]
 
 
 def test_a_second_create_of_the_same_task_changes_nothing() -> None:
@@ -102,8 +114,12 @@ def start(m: Machine, targets: list[dict[str, str]] | None = None, **spec: Any) 
     targets = targets or [YT]
     m.feed(created(targets=targets, **spec), OK)
     m.apply_own()
-    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
-                              "fired_at": T0}))
+    m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     m.apply_own()
     out: list[Emit] = []
     for target in targets:
@@ -115,8 +131,12 @@ def test_due_timer_prepares_media_then_requests_a_publish_per_target() -> None:
     m = Machine()
     m.feed(created(targets=[YT, IG]), OK)
     m.apply_own()
-    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
-                                    "fired_at": T0}))
+    out = m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     assert types(out) == ["task.started", "media.requested"]
     assert out[0].data == {"stage": "processing", "step": "media", "targets": [YT, IG]}
     assert out[1].data["video"] == VIDEO and out[1].data["targets"] == [YT, IG]
@@ -136,15 +156,30 @@ def test_voice_runs_once_before_media_preparation() -> None:
     m = Machine()
     m.feed(created(targets=[YT, IG], voice={"engine": "world", "pitch": 3}), OK)
     m.apply_own()
-    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
-                                    "fired_at": T0}))
+    out = m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     assert types(out) == ["task.started", "voice.requested"]
     assert out[1].data == {"video": VIDEO, "voice": {"engine": "world", "pitch": 3}}
     m.apply_own()
     voiced = {**VIDEO, "path": "/work/voiced.mp4", "sha256": "b" * 64}
-    out = m.feed(ev("voice.assembled", {"video": voiced, "engine": "world", "chunks": 1,
-                                        "audio_seconds": 1, "engine_seconds": 0.1,
-                                        "wall_seconds": 0.2, "separation": {"ran": False}}))
+    out = m.feed(
+        ev(
+            "voice.assembled",
+            {
+                "video": voiced,
+                "engine": "world",
+                "chunks": 1,
+                "audio_seconds": 1,
+                "engine_seconds": 0.1,
+                "wall_seconds": 0.2,
+                "separation": {"ran": False},
+            },
+        )
+    )
     assert types(out) == ["task.started", "media.requested"]
     assert out[1].data["video"] == voiced
 
@@ -153,8 +188,12 @@ def test_voice_failure_fails_the_task_with_the_reason() -> None:
     m = Machine()
     m.feed(created(voice={"engine": "world"}), OK)
     m.apply_own()
-    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
-                              "fired_at": T0}))
+    m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     m.apply_own()
     out = m.feed(ev("voice.failed", {"code": "no_audio_stream", "message": "no audio"}))
     assert types(out) == ["task.failed"]
@@ -165,15 +204,18 @@ def test_media_rejection_fails_that_target_before_any_upload() -> None:
     m = Machine()
     m.feed(created(targets=[YT, IG]), OK)
     m.apply_own()
-    m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0,
-                              "fired_at": T0}))
+    m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:1", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     m.apply_own()
     error = {"class": "permanent", "code": "too_long", "message": "Reels allow at most 900 s"}
     assert m.feed(ev("media.rejected", {"target": IG, "error": error})) == []
     m.feed(prepared(YT))
     m.apply_own()
-    out = m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v",
-                                          "url": "u"}))
+    out = m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v", "url": "u"}))
     assert types(out) == ["task.failed"]
     assert out[0].data["code"] == "too_long"
 
@@ -181,15 +223,27 @@ def test_media_rejection_fails_that_target_before_any_upload() -> None:
 def test_a_timer_that_is_not_pending_is_ignored() -> None:
     m = Machine()
     scheduled(m)
-    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:due:9", "purpose": "due",
-                                    "due_at": T0, "fired_at": T0}))
+    out = m.feed(
+        ev(
+            "timer.fired",
+            {"timer_id": f"{TID}:due:9", "purpose": "due", "due_at": T0, "fired_at": T0},
+        )
+    )
     assert out == []
 
 
-def failed(target: dict[str, str], attempt: int, retryable: bool = True,
-           error: dict[str, Any] = ERR, time: str = T0) -> Event:
-    return ev("publish.failed", {"target": target, "attempt": attempt, "error": error,
-                                 "retryable": retryable}, time)
+def failed(
+    target: dict[str, str],
+    attempt: int,
+    retryable: bool = True,
+    error: dict[str, Any] = ERR,
+    time: str = T0,
+) -> Event:
+    return ev(
+        "publish.failed",
+        {"target": target, "attempt": attempt, "error": error, "retryable": retryable},
+        time,
+    )
 
 
 def test_retryable_failure_schedules_a_retry_with_backoff() -> None:
@@ -204,8 +258,18 @@ def test_retryable_failure_schedules_a_retry_with_backoff() -> None:
     assert out[0].data["retry_count"] == 1
     m.apply_own()
     assert m.state is not None and m.state.status == "retry_scheduled"
-    out = m.feed(ev("timer.fired", {"timer_id": f"{TID}:retry:1", "purpose": "retry",
-                                    "due_at": T0, "fired_at": T0, "target": YT}))
+    out = m.feed(
+        ev(
+            "timer.fired",
+            {
+                "timer_id": f"{TID}:retry:1",
+                "purpose": "retry",
+                "due_at": T0,
+                "fired_at": T0,
+                "target": YT,
+            },
+        )
+    )
     assert types(out) == ["task.started", "publish.requested"]
     assert out[1].data["attempt"] == 2
 
@@ -217,8 +281,18 @@ def test_retries_stop_at_the_maximum_and_the_task_fails_with_the_last_error() ->
     for n in (1, 2):
         m.feed(failed(YT, n))
         m.apply_own()  # task.retry_scheduled
-        m.feed(ev("timer.fired", {"timer_id": f"{TID}:retry:{n}", "purpose": "retry",
-                                  "due_at": T0, "fired_at": T0, "target": YT}))
+        m.feed(
+            ev(
+                "timer.fired",
+                {
+                    "timer_id": f"{TID}:retry:{n}",
+                    "purpose": "retry",
+                    "due_at": T0,
+                    "fired_at": T0,
+                    "target": YT,
+                },
+            )
+        )
         m.apply_own()  # task.started
     last = {**ERR, "message": "still broken"}
     out = m.feed(failed(YT, 3, error=last))
@@ -233,8 +307,12 @@ def test_permanent_failure_on_one_platform_does_not_stop_the_other() -> None:
     m.apply_own()
     perm = {"class": "permanent", "code": "invalidTitle", "message": "bad title"}
     assert m.feed(failed(YT, 1, retryable=False, error=perm)) == []  # IG still running
-    out = m.feed(ev("publish.completed", {"target": IG, "attempt": 1, "video_id": "m1",
-                                          "url": "https://ig/m1"}))
+    out = m.feed(
+        ev(
+            "publish.completed",
+            {"target": IG, "attempt": 1, "video_id": "m1", "url": "https://ig/m1"},
+        )
+    )
     assert types(out) == ["task.failed"]
     breakdown = {t["platform"]: t for t in out[0].data["targets"]}
     assert breakdown["instagram"]["status"] == "published"
@@ -258,8 +336,9 @@ def test_quota_defers_to_the_reset_time() -> None:
     m.apply_own()
     until = "2026-11-30T08:00:00.000Z"
     quota = {"class": "quota", "code": "quotaExceeded", "message": "out"}
-    out = m.feed(ev("publish.deferred", {"target": YT, "attempt": 1, "until": until,
-                                         "error": quota}))
+    out = m.feed(
+        ev("publish.deferred", {"target": YT, "attempt": 1, "until": until, "error": quota})
+    )
     assert types(out) == ["task.deferred", "timer.set"]
     assert out[1].data["due_at"] == until and out[1].data["purpose"] == "deferred"
     m.apply_own()
@@ -271,19 +350,40 @@ def test_comment_and_like_follow_the_publish_then_the_task_completes() -> None:
     m = Machine()
     start(m, comment="hi", like=True)
     m.apply_own()
-    out = m.feed(ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v1",
-                                          "url": "u1"}))
+    out = m.feed(
+        ev("publish.completed", {"target": YT, "attempt": 1, "video_id": "v1", "url": "u1"})
+    )
     assert types(out) == ["interaction.requested", "interaction.requested"]
     assert [e.data["kind"] for e in out] == ["comment", "like"]
     assert out[0].data["content"] == "hi"
-    first = m.feed(ev("interaction.posted", {"target": YT, "interaction_id": out[0].data[
-        "interaction_id"], "kind": "comment", "video_id": "v1"}))
+    first = m.feed(
+        ev(
+            "interaction.posted",
+            {
+                "target": YT,
+                "interaction_id": out[0].data["interaction_id"],
+                "kind": "comment",
+                "video_id": "v1",
+            },
+        )
+    )
     assert first == []
-    last = m.feed(ev("interaction.failed", {"target": YT, "interaction_id": out[1].data[
-        "interaction_id"], "kind": "like", "video_id": "v1", "error": ERR}))
+    last = m.feed(
+        ev(
+            "interaction.failed",
+            {
+                "target": YT,
+                "interaction_id": out[1].data["interaction_id"],
+                "kind": "like",
+                "video_id": "v1",
+                "error": ERR,
+            },
+        )
+    )
     assert types(last) == ["task.completed"]  # a failed like does not unpublish the video
-    assert last[0].data["uploads"] == [{"platform": "youtube", "account": "main",
-                                        "video_id": "v1", "url": "u1"}]
+    assert last[0].data["uploads"] == [
+        {"platform": "youtube", "account": "main", "video_id": "v1", "url": "u1"}
+    ]
 
 
 @pytest.mark.parametrize("when", ["scheduled", "retry_scheduled"])
@@ -314,7 +414,8 @@ def test_commands_that_do_not_apply_are_refused_and_change_nothing() -> None:
     assert "publishing has started" in out[0].data["message"]
     assert types(m.feed(ev("task.retry_requested"))) == ["task.command_rejected"]
     assert types(m.feed(ev("task.reschedule_requested", {"scheduled_at": T0}))) == [
-        "task.command_rejected"]
+        "task.command_rejected"
+    ]
     assert m.state == state
     out = decide(None, None, ev("task.cancel_requested"), policy=POLICY)
     assert out[0].data["message"] == "task.cancel_requested for a task never created"
@@ -349,8 +450,10 @@ def test_state_survives_a_round_trip_through_json() -> None:
 def test_backoff_is_deterministic_and_bounded() -> None:
     assert backoff("a", 3, POLICY) == backoff("a", 3, POLICY)
     assert backoff("a", 3, POLICY) != backoff("b", 3, POLICY)
-    assert all(POLICY.retry_max_s / 2 <= backoff("x", n, POLICY) <= POLICY.retry_max_s
-               for n in range(5, 12))
+    assert all(
+        POLICY.retry_max_s / 2 <= backoff("x", n, POLICY) <= POLICY.retry_max_s
+        for n in range(5, 12)
+    )
 
 
 def completed_machine() -> Machine:
@@ -376,20 +479,48 @@ def test_metadata_update_now_goes_to_every_published_video() -> None:
 
 def test_metadata_update_at_a_time_uses_a_timer_and_quota_waits_for_the_reset() -> None:
     m = completed_machine()
-    out = m.feed(ev("metadata.update_requested", {"changes": {"title": "New"}, "targets": [YT],
-                                                  "at": "2026-11-29T18:00:00+00:00"}))
+    out = m.feed(
+        ev(
+            "metadata.update_requested",
+            {"changes": {"title": "New"}, "targets": [YT], "at": "2026-11-29T18:00:00+00:00"},
+        )
+    )
     assert types(out) == ["metadata.scheduled", "timer.set"]
     assert out[1].data["due_at"] == "2026-11-29T18:00:00.000Z"
     m.apply_own()  # metadata.scheduled records the timer
     timer = out[1].data["timer_id"]
-    out = m.feed(ev("timer.fired", {"timer_id": timer, "purpose": "metadata", "due_at": T0,
-                                    "fired_at": T0, "payload": out[1].data["payload"]}))
+    out = m.feed(
+        ev(
+            "timer.fired",
+            {
+                "timer_id": timer,
+                "purpose": "metadata",
+                "due_at": T0,
+                "fired_at": T0,
+                "payload": out[1].data["payload"],
+            },
+        )
+    )
     assert types(out) == ["metadata.update"] and out[0].data["target"] == YT
-    quota = {"class": "quota", "code": "quotaExceeded", "message": "out",
-             "reset_at": "2026-11-30T08:00:00.000Z"}
-    out = m.feed(ev("metadata.failed", {"update_id": out[0].data["update_id"], "target": YT,
-                                        "video_id": "v1", "error": quota, "retryable": False,
-                                        "attempt": 1}))
+    quota = {
+        "class": "quota",
+        "code": "quotaExceeded",
+        "message": "out",
+        "reset_at": "2026-11-30T08:00:00.000Z",
+    }
+    out = m.feed(
+        ev(
+            "metadata.failed",
+            {
+                "update_id": out[0].data["update_id"],
+                "target": YT,
+                "video_id": "v1",
+                "error": quota,
+                "retryable": False,
+                "attempt": 1,
+            },
+        )
+    )
     assert types(out) == ["metadata.scheduled", "timer.set"]
     assert out[1].data["due_at"] == quota["reset_at"]
 

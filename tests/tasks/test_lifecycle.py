@@ -29,8 +29,12 @@ def expected(task_id: str, account: str) -> tuple[str, int]:
     if account == "broken":
         return "failed", 0
     for attempt in range(1, MAX_RETRIES + 2):
-        fails = {"steady": False, "once": attempt <= 1, "twice": attempt <= 2,
-                 "flaky": _chance(task_id, attempt) < 0.3}[account]
+        fails = {
+            "steady": False,
+            "once": attempt <= 1,
+            "twice": attempt <= 2,
+            "flaky": _chance(task_id, attempt) < 0.3,
+        }[account]
         if not fails:
             return "completed", attempt - 1
     return "failed", MAX_RETRIES
@@ -51,7 +55,9 @@ class LifecycleContract:
             ids = {}
             for i in range(n):
                 account = names[i % len(names)]
-                ids[await h.create(video, account, comment=f"c{i}" if i % 3 == 0 else None)] = account
+                ids[await h.create(video, account, comment=f"c{i}" if i % 3 == 0 else None)] = (
+                    account
+                )
             final = await h.wait(list(ids), timeout=180)
             rows = {t: await h.row(t) for t in ids}
             uploads = {t: await h.uploads(t) for t in ids}
@@ -63,7 +69,9 @@ class LifecycleContract:
             assert upload["attempts"] == retries + 1
             assert upload["status"] == ("published" if state == "completed" else "failed")
             tally[f"{account}:{state}"] += 1
-        assert tally["steady:completed"] == tally["once:completed"] == tally["twice:completed"] == 40
+        assert (
+            tally["steady:completed"] == tally["once:completed"] == tally["twice:completed"] == 40
+        )
         assert tally["broken:failed"] == 40
         assert tally["flaky:completed"] + tally["flaky:failed"] == 40
         # no duplicate uploads: one folder per completed task, each task once

@@ -25,8 +25,22 @@ async def h(harness: Callable[..., Harness]) -> Any:
 
 
 def audio_only(path: Path) -> Path:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=1", "-c:a", "aac", str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=1",
+            "-c:a",
+            "aac",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -37,13 +51,16 @@ CASES: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
     "video_unreadable": lambda v, tmp: {"video": tmp},  # a directory
     "video_corrupt": lambda v, tmp: {"video": _write(tmp / "junk.mp4", b"\x00junk" * 100)},
     "no_video_stream": lambda v, tmp: {"video": audio_only(tmp / "audio.m4a")},
-    "title_too_long": lambda v, tmp: {"targets": [{"platform": "youtube", "account": "yt"}],
-                                      "title": "x" * 101},
+    "title_too_long": lambda v, tmp: {
+        "targets": [{"platform": "youtube", "account": "yt"}],
+        "title": "x" * 101,
+    },
     "title_missing": lambda v, tmp: {"title": "   "},
     "naive_scheduled_time": lambda v, tmp: {"scheduled_at": "2030-01-01T10:00:00"},
     "bad_scheduled_time": lambda v, tmp: {"scheduled_at": "next tuesday"},
     "scheduled_in_past": lambda v, tmp: {
-        "scheduled_at": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()},
+        "scheduled_at": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()
+    },
 }
 
 
@@ -52,8 +69,9 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-async def test_each_bad_input_is_rejected_with_its_code(h: Harness, video: Path,
-                                                        tmp_path: Path) -> None:
+async def test_each_bad_input_is_rejected_with_its_code(
+    h: Harness, video: Path, tmp_path: Path
+) -> None:
     ids = {}
     for code, make in CASES.items():
         case = make(video, tmp_path)
@@ -71,8 +89,9 @@ async def test_each_bad_input_is_rejected_with_its_code(h: Harness, video: Path,
 
 
 async def test_the_message_names_the_limit_and_the_value(h: Harness, video: Path) -> None:
-    task_id = await h.create(video, title="y" * 120,
-                             targets=[{"platform": "youtube", "account": "yt"}])
+    task_id = await h.create(
+        video, title="y" * 120, targets=[{"platform": "youtube", "account": "yt"}]
+    )
     await h.wait([task_id])
     row = await h.row(task_id)
     assert row["error"] == "youtube titles are at most 100 characters; this one has 120"

@@ -14,16 +14,25 @@ from fabric.store.replay import read_model_rows, replay
 from tests.conftest import ROOT
 from tests.tasks.harness import Harness
 
-ACCOUNTS = {"steady": {}, "once": {"fail_first": 1}, "flaky": {"fail_rate": 0.4},
-            "broken": {"fail_permanent": True}, "slowly": {"fail_first": 4}}
+ACCOUNTS = {
+    "steady": {},
+    "once": {"fail_first": 1},
+    "flaky": {"fail_rate": 0.4},
+    "broken": {"fail_permanent": True},
+    "slowly": {"fail_first": 4},
+}
 
 
 async def run_tasks(h: Harness, video: Path, n: int) -> None:
     for name, settings in ACCOUNTS.items():
         await h.account(name, **settings)
     names = list(ACCOUNTS)
-    ids = [await h.create(video, names[i % len(names)], comment=f"c{i}" if i % 4 == 0 else None,
-                          like=i % 5 == 0) for i in range(n)]
+    ids = [
+        await h.create(
+            video, names[i % len(names)], comment=f"c{i}" if i % 4 == 0 else None, like=i % 5 == 0
+        )
+        for i in range(n)
+    ]
     await h.wait(ids, timeout=600)
     await h.stop()  # the projector has caught up once every task is terminal
 
@@ -77,6 +86,19 @@ def test_replay_cli_refuses_a_database_that_has_tasks(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     result = subprocess.run(
-        [sys.executable, "-m", "fabric", "--home", str(tmp_path / "home"), "replay", "--into",
-         f"sqlite:///{db}"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "fabric",
+            "--home",
+            str(tmp_path / "home"),
+            "replay",
+            "--into",
+            f"sqlite:///{db}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 2 and "already has tasks" in result.stderr
