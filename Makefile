@@ -38,6 +38,10 @@ lint: install ## ruff + mypy
 
 bench: install ## the benchmarks (each prints a table; --json for machines)
 	scripts/with-broker.sh $(BIN)/python bench/bus.py
+	$(BIN)/python bench/tasks.py
+	$(BIN)/python bench/voice.py
+	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/prepare.py
 
 clean: ## remove the venv, embedded data and caches
 	rm -rf $(VENV) .fabric .broker .pytest_cache .mypy_cache .ruff_cache demo-out
