@@ -41,6 +41,9 @@ DEFAULT = (
     "cleanup",
     "notifier",
     "refresher",
+    "splitter",
+    "voice",
+    "aggregator",
 )
 
 

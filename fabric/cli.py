@@ -135,11 +135,15 @@ def task_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_retries is not None:
         spec["max_retries"] = args.max_retries
     if args.voice_engine:
-        spec["voice"] = {"engine": args.voice_engine, "pitch": args.pitch or 0.0,
-                         "formant": args.formant or 0.0}
+        spec["voice"] = {
+            "engine": args.voice_engine,
+            "pitch": args.pitch or 0.0,
+            "formant": args.formant or 0.0,
+        }
     if args.notify:
-        spec["notify"] = [{"channel": n.partition(":")[0], "to": n.partition(":")[2]}
-                          for n in args.notify]
+        spec["notify"] = [
+            {"channel": n.partition(":")[0], "to": n.partition(":")[2]} for n in args.notify
+        ]
     for required in ("targets", "video", "title"):
         if required not in spec:
             raise UsageError(f"a task needs {required} (flag or task file)")
@@ -161,10 +165,25 @@ async def _task(args: argparse.Namespace, settings: Settings) -> int:
             out(task_id)
             return 0
         if args.action == "list":
-            rows = await tasks_api.list_tasks(app, status=args.status, account=args.account,
-                                              limit=args.limit)
-            out(table(rows, ["id", "status", "state", "platform", "account_name", "title",
-                             "scheduled_time", "retry_count", "error"]))
+            rows = await tasks_api.list_tasks(
+                app, status=args.status, account=args.account, limit=args.limit
+            )
+            out(
+                table(
+                    rows,
+                    [
+                        "id",
+                        "status",
+                        "state",
+                        "platform",
+                        "account_name",
+                        "title",
+                        "scheduled_time",
+                        "retry_count",
+                        "error",
+                    ],
+                )
+            )
             return 0
         if not args.id:
             raise UsageError(f"task {args.action} needs a task id")
@@ -173,20 +192,28 @@ async def _task(args: argparse.Namespace, settings: Settings) -> int:
             if shown is None:
                 raise UsageError(f"no task {args.id!r}")
             out(dump(shown))
+            _voice_progress(shown["events"])
             return 0
-        command_type = {"retry": "task.retry_requested", "cancel": "task.cancel_requested",
-                        "reschedule": "task.reschedule_requested",
-                        "update": "metadata.update_requested"}[args.action]
+        command_type = {
+            "retry": "task.retry_requested",
+            "cancel": "task.cancel_requested",
+            "reschedule": "task.reschedule_requested",
+            "update": "metadata.update_requested",
+        }[args.action]
         data: dict[str, Any] = {}
         if args.action == "update":
-            changes: dict[str, Any] = {k: getattr(args, k) for k in
-                                       ("title", "description", "privacy", "thumbnail")
-                                       if getattr(args, k) is not None}
+            changes: dict[str, Any] = {
+                k: getattr(args, k)
+                for k in ("title", "description", "privacy", "thumbnail")
+                if getattr(args, k) is not None
+            }
             if args.tags is not None:
                 changes["tags"] = [t.strip() for t in args.tags.split(",") if t.strip()]
             if not changes:
-                raise UsageError("task update needs a change: --title, --description, --tags,"
-                                 " --privacy or --thumbnail")
+                raise UsageError(
+                    "task update needs a change: --title, --description, --tags,"
+                    " --privacy or --thumbnail"
+                )
             data = {"changes": changes, "at": args.at}
             if args.to:
                 data["targets"] = _targets(args.to)
@@ -202,6 +229,17 @@ async def _task(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _voice_progress(events: list[dict[str, Any]]) -> None:
+    """The voice step as one progress line, on stderr so stdout stays one JSON document."""
+    seen = [e["data"] for e in events if e["type"] == "voice.progress"]
+    if not seen:
+        return
+    done, total = max(p["done"] for p in seen), seen[-1]["total"]
+    assembled = any(e["type"] == "voice.assembled" for e in events)
+    bar = "#" * round(20 * done / total)
+    sys.stderr.write(f"voice [{bar:<20}] {done}/{total} chunks{' - assembled' * assembled}\n")
+
+
 @command("status")
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
     from fabric import tasks_api
@@ -212,8 +250,12 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
         out(dump(report))
         return 0
     out("tasks by state")
-    out(table([{"state": k, "tasks": v} for k, v in report["tasks_by_state"].items()],
-              ["state", "tasks"]))
+    out(
+        table(
+            [{"state": k, "tasks": v} for k, v in report["tasks_by_state"].items()],
+            ["state", "tasks"],
+        )
+    )
     m = report["metrics"]
     out("")
     for key, value in m.items():
@@ -221,6 +263,17 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     if report["uploads_by_platform"]:
         out("")
         out(table(report["uploads_by_platform"], ["platform", "status", "uploads"]))
+    if report.get("quota"):
+        out("")
+        out(
+            table(
+                report["quota"],
+                ["platform", "account", "bucket", "used", "limit", "remaining", "reset_at"],
+            )
+        )
+    if report.get("paused_accounts"):
+        out("")
+        out(table(report["paused_accounts"], ["platform", "account", "code", "since"]))
     if report.get("consumers"):
         out("")
         out(table(report["consumers"], ["consumer", "lag"]))
@@ -241,8 +294,10 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     try:
         rows = await target.fetchall("SELECT COUNT(*) FROM tasks")
         if rows[0][0] and not args.force:
-            raise UsageError(f"{args.into} already has tasks: replay into an empty database "
-                             "(or --force to project over it)")
+            raise UsageError(
+                f"{args.into} already has tasks: replay into an empty database "
+                "(or --force to project over it)"
+            )
         result = await replay(log, target, topic=topic)
     finally:
         await log.close()
@@ -273,13 +328,30 @@ async def _account(args: argparse.Namespace, settings: Settings) -> int:
         store = app.accounts
         try:
             if args.action == "list":
-                rows = [{"platform": a.platform, "name": a.name, "external_id": a.external_id,
-                         "enabled": "yes" if a.enabled else "no",
-                         "token_expires_at": a.token_expires_at,
-                         "settings": orjson.dumps(a.settings).decode() if a.settings else ""}
-                        for a in await store.list(args.platform)]
-                out(table(rows, ["platform", "name", "external_id", "enabled",
-                                 "token_expires_at", "settings"]))
+                rows = [
+                    {
+                        "platform": a.platform,
+                        "name": a.name,
+                        "external_id": a.external_id,
+                        "enabled": "yes" if a.enabled else "no",
+                        "token_expires_at": a.token_expires_at,
+                        "settings": orjson.dumps(a.settings).decode() if a.settings else "",
+                    }
+                    for a in await store.list(args.platform)
+                ]
+                out(
+                    table(
+                        rows,
+                        [
+                            "platform",
+                            "name",
+                            "external_id",
+                            "enabled",
+                            "token_expires_at",
+                            "settings",
+                        ],
+                    )
+                )
                 return 0
             if not args.platform or not args.name:
                 raise UsageError(f"account {args.action} needs PLATFORM NAME")
@@ -309,8 +381,9 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from fabric.dlq import list_dead_letters, redrive
 
     async with App(settings) as app:
-        entries = await list_dead_letters(app.runtime.bus,
-                                          include_redriven=args.every or args.action == "show")
+        entries = await list_dead_letters(
+            app.runtime.bus, include_redriven=args.every or args.action == "show"
+        )
         by_id = {e.id: e for e in entries}
         if args.action == "list":
             rows = [
@@ -359,16 +432,21 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="fabric", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="fabric", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--home", help="folder for embedded files (FABRIC_HOME)")
     ap.add_argument("--log-level", default=None)
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("consume", help="run consumers (each name is a consumer group)")
     p.add_argument("names", nargs="*")
-    p.add_argument("--all", dest="every_consumer", action="store_true",
-                   help="the default set (orchestrator, scheduler, publisher, projector, ...)")
+    p.add_argument(
+        "--all",
+        dest="every_consumer",
+        action="store_true",
+        help="the default set (orchestrator, scheduler, publisher, projector, ...)",
+    )
 
     p = sub.add_parser("produce", help="run a task producer: db-poller, mqtt, http")
     p.add_argument("name", choices=["db-poller", "mqtt", "http"])
@@ -380,8 +458,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="topics, partitions and record counts")
 
     p = sub.add_parser("task", help="add, list, show, retry, cancel, reschedule tasks")
-    p.add_argument("action",
-                   choices=["add", "list", "show", "retry", "cancel", "reschedule", "update"])
+    p.add_argument(
+        "action", choices=["add", "list", "show", "retry", "cancel", "reschedule", "update"]
+    )
     p.add_argument("id", nargs="?")
     p.add_argument("--file", help="add: a YAML or JSON task file")
     p.add_argument("--to", action="append", help="add: PLATFORM:ACCOUNT (repeatable)")
@@ -403,8 +482,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--account", help="list: filter by account")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--reason", help="cancel: why")
-    p.add_argument("--wait", type=float, default=5.0,
-                   help="retry/cancel/reschedule: seconds to wait for the orchestrator's answer")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        help="retry/cancel/reschedule: seconds to wait for the orchestrator's answer",
+    )
 
     p = sub.add_parser("status", help="tasks by state and the metrics users know")
     p.add_argument("--json", action="store_true")
@@ -418,9 +501,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("platform", nargs="?")
     p.add_argument("name", nargs="?")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE account setting")
+    p.add_argument(
+        "--replace", action="store_true", help="add: reconnect an existing account (new tokens)"
+    )
     p.add_argument("--client-secrets", help="youtube: OAuth client secrets JSON")
-    p.add_argument("--headless", action="store_true",
-                   help="youtube: print the URL and paste the redirected URL back")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="youtube: print the URL and paste the redirected URL back",
+    )
     p.add_argument("--token", help="instagram/tiktok: an access token (or FABRIC_TOKEN)")
     p.add_argument("--refresh-token", help="tiktok: the refresh token")
     p.add_argument("--external-id", help="instagram: the ig-user-id; tiktok: the open_id")
@@ -428,8 +517,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dlq", help="inspect and re-drive dead letters")
     p.add_argument("action", choices=["list", "show", "redrive"])
     p.add_argument("id", nargs="?")
-    p.add_argument("--all", dest="every", action="store_true",
-                   help="list: include redriven entries; redrive: every open entry")
+    p.add_argument(
+        "--all",
+        dest="every",
+        action="store_true",
+        help="list: include redriven entries; redrive: every open entry",
+    )
     p.add_argument("--file", help="redrive: publish these bytes instead of the original")
 
     p = sub.add_parser("demo", help="run the demo on the embedded defaults")

@@ -3,8 +3,9 @@
 A short demo video is generated with ffmpeg (no binary in git). Two ``local`` accounts are
 created, one reliable and one whose first upload attempt fails. Tasks: one due now (with a
 comment and a like), one due in 10 s, one on the flaky account (fails once, retried after a
-backoff), and one for an account that does not exist (rejected on ingress). All consumers run
-in this process on the embedded SQLite log; progress is printed live, and a summary of the
+backoff), one with its voice changed (+3 semitones, in 1 s chunks: the voice.progress events
+are printed), and one for an account that does not exist (rejected on ingress). All consumers
+run in this process on the embedded SQLite log; progress is printed live, and a summary of the
 read model closes the run. The published files land in the local "platform" folder.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from fabric.app import App
 from fabric.config import Settings
-from fabric.tasks_api import Rejected, status, submit
+from fabric.tasks_api import Rejected, history, status, submit
 from fabric.testing.media import make_video
 
 __all__ = ["run_demo"]
@@ -45,13 +46,19 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     out = Path(args.out or Path("demo-out") / "platform").resolve()
     shutil.rmtree(out, ignore_errors=True)
     extra = dict(settings.extra, FABRIC_PLATFORM_DIR=str(out), FABRIC_RETRY_BASE_S="1")
+    extra.setdefault("FABRIC_VOICE_THRESHOLD_S", "1")  # the 4 s video in 1 s voice chunks
+    extra.setdefault("FABRIC_VOICE_CHUNK_S", "1")
     demo = dataclasses.replace(
-        settings, home=home, log_url=f"sqlite:///{home / 'log.db'}",
-        db_url=f"sqlite:///{home / 'fabric.db'}", extra=extra,
+        settings,
+        home=home,
+        log_url=f"sqlite:///{home / 'log.db'}",
+        db_url=f"sqlite:///{home / 'fabric.db'}",
+        extra=extra,
     )
     started = time.monotonic()
-    video = await asyncio.to_thread(make_video, settings.home / "media" / "demo.mp4", 4.0,
-                                    "640x360")
+    video = await asyncio.to_thread(
+        make_video, settings.home / "media" / "demo.mp4", 4.0, "640x360"
+    )
     _print(f"demo video: {video} ({video.stat().st_size} bytes)")
     async with App(demo) as app:
         await app.accounts.add("local", "main")
@@ -61,54 +68,108 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         now = dt.datetime.now(dt.UTC)
         base: dict[str, Any] = {"video": {"path": str(video)}, "tags": ["demo", "content-fabric"]}
         specs: list[dict[str, Any]] = [
-            {"targets": [{"platform": "local", "account": "main"}], "title": "Due now",
-             "comment": "Posted by Content Fabric", "like": True},
-            {"targets": [{"platform": "local", "account": "main"}], "title": "Due in 10 s",
-             "scheduled_at": (now + dt.timedelta(seconds=10)).isoformat()},
-            {"targets": [{"platform": "local", "account": "flaky"}],
-             "title": "Fails once, then retries"},
+            {
+                "targets": [{"platform": "local", "account": "main"}],
+                "title": "Due now",
+                "comment": "Posted by Content Fabric",
+                "like": True,
+            },
+            {
+                "targets": [{"platform": "local", "account": "main"}],
+                "title": "Due in 10 s",
+                "scheduled_at": (now + dt.timedelta(seconds=10)).isoformat(),
+            },
+            {
+                "targets": [{"platform": "local", "account": "flaky"}],
+                "title": "Fails once, then retries",
+            },
+            {
+                "targets": [{"platform": "local", "account": "main"}],
+                "title": "Voice +3 semitones",
+                "voice": {"engine": "world", "pitch": 3},
+            },
         ]
+        voiced: dict[str, int] = {}  # voice task -> voice.progress events printed
         for spec in specs:
             task_id = await submit(app, {**base, **spec}, source="demo")
+            if "voice" in spec:
+                voiced[task_id] = 0
             _print(f"submitted {task_id[:13]}…  {spec['title']}")
         try:  # the CLI refuses this at once; a producer without a caller gets task.rejected
-            await submit(app, {**base, "targets": [{"platform": "local", "account": "nobody"}],
-                               "title": "Unknown account"}, source="demo")
+            await submit(
+                app,
+                {
+                    **base,
+                    "targets": [{"platform": "local", "account": "nobody"}],
+                    "title": "Unknown account",
+                },
+                source="demo",
+            )
         except Rejected as exc:
             _print(f"refused at once: {exc.code}: {exc}")
             rejected_id = new_id()
-            await app.runtime.bus.publish(new_event(
-                "task.created", {**base, "task_id": rejected_id, "title": "Unknown account",
-                                 "targets": [{"platform": "local", "account": "nobody"}]},
-                subject=rejected_id, source="demo"))
-            _print(f"submitted {rejected_id[:13]}…  Unknown account (via the log: "
-                   "the orchestrator rejects it)")
+            await app.runtime.bus.publish(
+                new_event(
+                    "task.created",
+                    {
+                        **base,
+                        "task_id": rejected_id,
+                        "title": "Unknown account",
+                        "targets": [{"platform": "local", "account": "nobody"}],
+                    },
+                    subject=rejected_id,
+                    source="demo",
+                )
+            )
+            _print(
+                f"submitted {rejected_id[:13]}…  Unknown account (via the log: "
+                "the orchestrator rejects it)"
+            )
         _print("")
         seen: dict[str, tuple[Any, ...]] = {}
         while time.monotonic() - started < 55:
             rows = await app.db.fetchall(
-                "SELECT id, title, state, retry_count, error FROM tasks ORDER BY created_at")
+                "SELECT id, title, state, retry_count, error FROM tasks ORDER BY created_at"
+            )
             for task_id, title, state, retries, error in rows:
                 if seen.get(task_id) != (state, retries):
                     seen[task_id] = (state, retries)
                     note = f"  ({error})" if error and state != "completed" else ""
-                    _print(f"[{time.monotonic() - started:5.1f}s] {task_id[:13]}…  "
-                           f"{title:26} -> {state}{' retry ' + str(retries) if retries else ''}"
-                           f"{note}")
-            if len(rows) == 4 and all(r[2] in TERMINAL for r in rows):
+                    _print(
+                        f"[{time.monotonic() - started:5.1f}s] {task_id[:13]}…  "
+                        f"{title:26} -> {state}{' retry ' + str(retries) if retries else ''}"
+                        f"{note}"
+                    )
+            for task_id, printed in voiced.items():
+                steps = [
+                    e["data"] for e in await history(app, task_id) if e["type"] == "voice.progress"
+                ]
+                for p in steps[printed:]:
+                    _print(
+                        f"[{time.monotonic() - started:5.1f}s] {task_id[:13]}…  "
+                        f"{'':26}    voice chunks {p['done']}/{p['total']}"
+                    )
+                voiced[task_id] = len(steps)
+            if len(rows) == 5 and all(r[2] in TERMINAL for r in rows):
                 break
             await asyncio.sleep(0.25)
         stop.set()
         await runner
-        tasks = [dict(zip(["id", "title", "state", "retries", "error"], r, strict=True))
-                 for r in await app.db.fetchall(
-                     "SELECT id, title, state, retry_count, error FROM tasks ORDER BY created_at")]
+        tasks = [
+            dict(zip(["id", "title", "state", "retries", "error"], r, strict=True))
+            for r in await app.db.fetchall(
+                "SELECT id, title, state, retry_count, error FROM tasks ORDER BY created_at"
+            )
+        ]
         for t in tasks:
             t["id"] = t["id"][:13] + "…"
-        uploads = [dict(zip(["account", "status", "attempts", "video_id", "url"], r, strict=True))
-                   for r in await app.db.fetchall(
-                       "SELECT account_name, status, attempts, video_id, video_url FROM uploads"
-                       " ORDER BY published_at")]
+        uploads = [
+            dict(zip(["account", "status", "attempts", "video_id", "url"], r, strict=True))
+            for r in await app.db.fetchall(
+                "SELECT account_name, status, attempts, video_id, video_url FROM uploads"
+                " ORDER BY published_at"
+            )
+        ]
         report = await status(app)
     _print("")
     _print("tasks")
@@ -118,8 +179,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     _print(table(uploads, ["account", "status", "attempts", "video_id", "url"]))
     _print("")
     for key, value in report["metrics"].items():
-        _print(f"{key:22} {value}")
+        _print(f"{key:26} {value}")
     _print(f"\nlocal platform folder: {out}")
     _print(f"finished in {time.monotonic() - started:.1f} s")
-    ok = sum(t["state"] == "completed" for t in tasks) == 3 and len(tasks) == 4
+    ok = sum(t["state"] == "completed" for t in tasks) == 4 and len(tasks) == 5
     return 0 if ok else 1

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -49,6 +50,8 @@ __all__ = ["Consumer", "Context", "Permanent", "Runtime"]
 
 log = logging.getLogger("fabric.runtime")
 
+OUTBOX_SWEEP_S = 10.0
+
 Handler = Callable[[Event, "Context"], Awaitable[None]]
 
 
@@ -63,6 +66,14 @@ def _bad_data(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, mysql.IntegrityError | mysql.ProgrammingError | mysql.DataError)
+
+
+class _Adapter(logging.LoggerAdapter[logging.Logger]):
+    """Merges the call's ``extra`` with the event's (Python 3.11's adapter replaces it)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
 
 
 class _Exhausted(Exception):
@@ -142,7 +153,7 @@ class Context:
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose records carry the task id, event id and type."""
         ev = self.event
-        return logging.LoggerAdapter(
+        return _Adapter(
             logging.getLogger(f"fabric.{self._w.spec.name}"),
             {"event_id": ev.id, "task_id": ev.subject, "event_type": ev.type},
         )
@@ -324,8 +335,12 @@ class _Worker:
             bus.topic(spec.name), [bus.topic(t) for t in spec.topics], on_revoke=self._on_revoke
         )
         high = spec.batch_max * 2
+        drained = time.monotonic()
         try:
             while not stop.is_set():
+                if time.monotonic() - drained > OUTBOX_SWEEP_S:
+                    drained = time.monotonic()
+                    await self._drain_outbox()
                 records = await sub.getmany(spec.batch_max * 4, 0.2)
                 for rec in records:
                     tp = rec.tp
@@ -607,11 +622,16 @@ class _Worker:
         await self.rt.db.outbox_done([r.event_id for r in rows])
 
     async def _drain_outbox(self) -> None:
-        """Publish what a previous run committed but did not get to publish."""
+        """Publish what was committed but not published: at start (a previous run of this
+        member died in between) and every OUTBOX_SWEEP_S (another member of the group died
+        in between; its redelivered causes are duplicates here, so only this sweep publishes
+        their effects). A row published twice keeps its event id: consumers drop the copy."""
         rows = await self.rt.db.fetchall(
             "SELECT event_id, topic, msg_key, part, value FROM outbox WHERE consumer=?",
             (self.spec.name,),
         )
+        done = self.rt.db.published_pending() if hasattr(self.rt.db, "published_pending") else ()
+        rows = [r for r in rows if r[0] not in done]
         if rows:
             log.info("draining outbox", extra={"consumer": self.spec.name, "events": len(rows)})
             await self._publish([OutboxRow(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows])

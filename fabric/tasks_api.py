@@ -257,6 +257,7 @@ async def status(app: App) -> dict[str, Any]:
         "upload_success_rate": round(published / (published + failed), 4)
         if published + failed
         else None,
+        **await _voice_and_cleanup(app),
     }
     return {
         "tasks_by_state": by_state,
@@ -287,6 +288,33 @@ async def account_status(app: App) -> dict[str, Any]:
             {"platform": p.platform, "account": p.account, "code": p.code, "since": p.paused_at}
             for p in paused
         ],
+    }
+
+
+async def _voice_and_cleanup(app: App) -> dict[str, Any]:
+    """Seconds of processing per minute of audio and the parallel speedup (engine seconds
+    over wall seconds) of real voice runs; the share of work-dir cleanups that succeeded."""
+    runs = await app.db.fetchall(
+        "SELECT COUNT(*), COALESCE(SUM(audio_seconds), 0), COALESCE(SUM(engine_seconds), 0),"
+        " COALESCE(SUM(wall_seconds), 0) FROM voice_runs"
+    )
+    count, audio, engine, wall = runs[0]
+    kv = dict(
+        await app.db.fetchall(
+            "SELECT k, v FROM kv WHERE consumer='cleanup'"
+            " AND k IN ('cleanup:removed', 'cleanup:failed')"
+        )
+    )
+    removed = int(kv.get("cleanup:removed", b"0") or 0)
+    failed = int(kv.get("cleanup:failed", b"0") or 0)
+    return {
+        "voice_runs": int(count),
+        "seconds_per_audio_minute": round(float(wall) / (float(audio) / 60), 3) if audio else None,
+        "voice_parallel_speedup": round(float(engine) / float(wall), 3) if wall else None,
+        "temp_cleanups": removed + failed,
+        "temp_cleanup_success_rate": round(removed / (removed + failed), 4)
+        if removed + failed
+        else None,
     }
 
 

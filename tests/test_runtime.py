@@ -48,3 +48,47 @@ async def test_a_state_write_the_database_refuses_is_dead_lettered_not_retried_f
     rows = await db.fetchall("SELECT COUNT(*) FROM inbox WHERE consumer='c'")
     assert rows[0][0] == 2  # events 0 and 2; the refused one left no inbox row
     await db.close()
+
+
+async def test_committed_but_unpublished_events_are_swept_out(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """Another member committed a handler's effects and died before publishing them: the
+    live member's periodic outbox sweep publishes them (once: same event id)."""
+    import fabric.runtime as runtime
+
+    monkeypatch.setattr(runtime, "OUTBOX_SWEEP_S", 0.1)  # type: ignore[attr-defined]
+    log = MemoryLog(partitions=1)
+    db = SqliteDatabase(str(tmp_path / "state.db"))
+    await db.start()
+    rt = Runtime(log, db)
+    await rt.bus.ensure_topics()
+
+    async def handle(event: Event, ctx: Context) -> None:
+        return None
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run([Consumer("c", ["t"], handle)], stop))
+    await eventually(lambda: "c" in rt.workers, 10, "the worker")
+    orphan = new_event("probe.ping", {"seq": 42}, subject="s")  # the dead member's effect
+    row = rt.outbox_row(orphan)
+    await db.execute(
+        "INSERT INTO outbox (event_id, consumer, topic, msg_key, part, value)"
+        " VALUES (?, 'c', ?, ?, ?, ?)",
+        (row.event_id, row.topic, row.key, row.partition, row.value),
+    )
+
+    async def published() -> bool:
+        ends = await log.end_offsets("fabric.probe")
+        return sum(ends.values()) == 1
+
+    await eventually(published, 10, "the orphaned event on its topic")
+    stop.set()
+    await task
+    records = [
+        r
+        for p in (await log.end_offsets("fabric.probe"))
+        for r in await log.read("fabric.probe", p, 0, 10)
+    ]
+    assert [r.value for r in records] == [row.value]
+    await db.close()

@@ -167,6 +167,10 @@ class SqliteDatabase:
         them; consumers drop the duplicates by event id)."""
         self._published.extend(event_ids)
 
+    def published_pending(self) -> set[str]:
+        """Outbox rows already published whose deletion waits for the next transaction."""
+        return set(self._published)
+
     def _apply(self, conn: sqlite3.Connection, items: list[Unit]) -> list[bool]:
         if self._published:
             done, self._published = self._published, []

@@ -1,0 +1,288 @@
+"""voice: the voice workers. One ``chunk.ready`` in, one ``chunk.converted`` out.
+
+The engine runs in an executor so the event loop keeps heartbeating and committing while a
+chunk converts for seconds or minutes: a process pool on CPU (``FABRIC_VOICE_PROCESSES``,
+default 1, so ``python -m fabric consume voice`` started twice is two workers sharing the
+chunks through the consumer group), or one thread per GPU when torch sees CUDA
+(``FABRIC_VOICE_DEVICE``: ``auto`` (default), ``cpu`` or ``cuda``). Pool processes are started
+with ``spawn`` (a fork of a process with SQLite and event-loop threads can inherit a held
+lock) and warmed up before the worker joins its group; each keeps its engines and separator
+models loaded (``fabric.voice.pipeline`` caches them), so only the first chunk pays for it.
+
+A chunk is never lost or done twice, even when a worker is killed mid-chunk:
+
+* the ``chunk.ready`` record is committed only after ``chunk.converted`` is staged with the
+  worker's inbox row, so a killed worker's chunk goes to another member of the group when
+  its lease runs out, and the inbox turns a second delivery after a commit into a no-op;
+* output paths are fixed by the splitter and written under a temporary name then renamed,
+  so a re-run overwrites the same file with the same bytes (engines are deterministic);
+* the aggregator counts chunks by index, so even a duplicate ``chunk.converted`` (two
+  members racing past a lease) changes nothing.
+
+Pool processes die with their worker (``PR_SET_PDEATHSIG``) instead of finishing a chunk
+nobody will report. A ``VoiceError`` (an unreadable chunk, a bad option, a separator model
+this host cannot load) is ``chunk.failed`` at once; a crash (a pool process killed by the OOM
+killer, say) is retried, then ``chunk.failed``. Either way the aggregator fails the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import itertools
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fabric.events import Event
+from fabric.runtime import Consumer, Context, Runtime
+from fabric.voice.errors import VoiceError
+
+if TYPE_CHECKING:
+    from fabric.app import App
+
+__all__ = ["WORKER_ID", "VoicePool", "consumer", "convert_chunk"]
+
+log = logging.getLogger("fabric.voice")
+
+MAX_ATTEMPTS = 3  # a crash is retried this often; a VoiceError is final at once
+WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
+_PR_SET_PDEATHSIG = 1
+
+
+def _about(event: Event, **fields: Any) -> dict[str, Any]:
+    """Log fields: ``ctx.log``'s adapter replaces a call's ``extra`` on Python < 3.13, so the
+    event's ids go in here together with the call's own fields."""
+    return {"event_id": event.id, "task_id": event.subject, "event_type": event.type, **fields}
+
+
+def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
+    """Separate (when asked) and convert one chunk; runs in a pool process or GPU thread.
+
+    Top-level with a plain dict in and out, so a ``ProcessPoolExecutor`` can pickle it.
+    """
+    from fabric.voice.audio import sha256_file
+    from fabric.voice.pipeline import process_chunk, separate_chunk
+
+    chunk = job["path"]
+    if not Path(chunk).is_file():
+        raise VoiceError("not_found", f"chunk file {chunk} is gone (task ended?)")
+    if sha256_file(chunk) != job["sha256"]:
+        raise VoiceError("bad_chunks", f"{Path(chunk).name} does not match its sha256")
+    voice_in, background, separation_s = chunk, None, 0.0
+    if job.get("separation"):
+        from fabric.voice.separate import SeparationConfig
+
+        t0 = time.perf_counter()
+        voice_in, background, _model = separate_chunk(
+            chunk, job["stems_dir"], SeparationConfig(**job["separation"])
+        )
+        separation_s = time.perf_counter() - t0
+    out, sha, engine_s = process_chunk(voice_in, job["output"], job["engine"], job["options"])
+    if not Path(chunk).exists():
+        _ended(Path(chunk))
+        raise VoiceError("not_found", f"the task's work directory was removed while {chunk} "
+                         "was being converted (the task ended)")  # fmt: skip
+    return {
+        "path": out,
+        "sha256": sha,
+        "size": os.path.getsize(out),
+        "engine_seconds": engine_s,
+        "background": background,
+        "separation_seconds": separation_s,
+    }
+
+
+def _ended(chunk: Path) -> None:
+    """The task ended (its work directory was removed) while its chunk was converting, and
+    writing the output made the directories again: remove what this worker wrote, so no
+    task directory outlives its task. ``chunk`` is ``<root>/<task>/voice/chunks/<name>``."""
+    voice_dir = chunk.parent.parent
+    shutil.rmtree(voice_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        voice_dir.parent.rmdir()  # the task's directory, only when nothing else is in it
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool process initializer: get SIGKILL when the worker dies (Linux), so a killed
+    worker's chunk is not finished by an orphan nobody listens to."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(0)
+
+
+def _warm() -> int:
+    """Import the engine stack in a pool process before the first chunk arrives."""
+    from fabric.voice.engines import get_engine
+    from fabric.voice.pipeline import load_engine
+
+    get_engine("world")
+    load_engine("world", {})
+    return os.getpid()
+
+
+def _gpus(mode: str) -> int:
+    """CUDA devices torch sees; 0 (CPU pool) when none, or when no NVIDIA device node exists
+    (``auto`` then skips importing torch at all)."""
+    if mode == "cpu":
+        return 0
+    if mode == "auto" and not (Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()):
+        return 0
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+class VoicePool:
+    """The executor behind one worker: a spawn-started process pool, or a thread per GPU.
+
+    The GPU path binds each thread to its own device with ``torch.cuda.set_device``; the
+    engine cache is per process, so an engine that keeps state on a device must key its
+    cache on the current device (the neural engines' concern; ``world`` is CPU-only).
+    """
+
+    def __init__(self, processes: int, device: str = "auto") -> None:
+        self.gpus = _gpus(device)
+        self.size = self.gpus or max(1, processes)
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+
+    def _make(self) -> Executor:
+        if self.gpus:
+            counter = itertools.count()
+
+            def bind() -> None:
+                import torch
+
+                torch.cuda.set_device(next(counter) % self.gpus)
+
+            return ThreadPoolExecutor(self.size, thread_name_prefix="voice-gpu", initializer=bind)
+        return ProcessPoolExecutor(
+            self.size,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        )
+
+    @property
+    def pool(self) -> Executor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._make()
+            return self._pool
+
+    async def start(self) -> None:
+        """Start and warm every pool process (so the group is joined ready to work)."""
+        loop = asyncio.get_running_loop()
+        pool = self.pool
+        await asyncio.gather(*(loop.run_in_executor(pool, _warm) for _ in range(self.size)))
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        pool = self.pool
+        try:
+            return await loop.run_in_executor(pool, convert_chunk, job)
+        except BrokenProcessPool:
+            self.discard(pool)  # a pool process died (OOM kill): the next try gets a new pool
+            raise
+
+    def discard(self, broken: Executor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    async def stop(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(
+                functools.partial(pool.shutdown, wait=True, cancel_futures=True)
+            )
+
+
+def consumer(app: App) -> Consumer:
+    processes = int(app.settings.get("FABRIC_VOICE_PROCESSES") or 1)
+    pool = VoicePool(processes, (app.settings.get("FABRIC_VOICE_DEVICE") or "auto").lower())
+
+    async def start(rt: Runtime) -> None:
+        await pool.start()
+        ready = {"worker": WORKER_ID, "executors": pool.size, "gpus": pool.gpus}
+        log.info("voice worker ready", extra=ready)
+
+    async def stop(rt: Runtime) -> None:
+        await pool.stop()
+
+    async def handle(event: Event, ctx: Context) -> None:
+        data = event.data
+        options = data["options"]
+        base = {k: data[k] for k in ("task_id", "chunk_id", "index", "count")}
+        job = {
+            "path": data["path"], "sha256": data["sha256"], "engine": data["engine"],
+            "options": options.get("engine_options") or {}, "output": options["output"],
+            "separation": options.get("separation"), "stems_dir": options.get("stems_dir"),
+        }  # fmt: skip
+        log.info(
+            "chunk started",
+            extra=_about(
+                event,
+                chunk_id=data["chunk_id"],
+                index=data["index"],
+                worker=WORKER_ID,
+                attempt=ctx.attempt,
+            ),
+        )
+        try:
+            result = await pool.run(job)
+        except VoiceError as exc:
+            log.warning(
+                "chunk failed",
+                extra=_about(event, chunk_id=data["chunk_id"], code=exc.code, reason=exc.message),
+            )
+            ctx.emit("chunk.failed", {**base, **exc.as_data()})
+            return
+        except Exception as exc:
+            if ctx.attempt < MAX_ATTEMPTS:
+                raise  # the runtime backs off and runs it again
+            log.exception(
+                "chunk failed after retries", extra=_about(event, chunk_id=data["chunk_id"])
+            )
+            ctx.emit("chunk.failed", {**base, "code": "worker_error",
+                                      "message": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+            return
+        ctx.emit("chunk.converted", {
+            **base, "path": result["path"], "sha256": result["sha256"], "size": result["size"],
+            "engine_seconds": round(result["engine_seconds"], 6), "worker": WORKER_ID,
+            "background": result["background"],
+            "separation_seconds": round(result["separation_seconds"], 6),
+        })  # fmt: skip
+        log.info(
+            "chunk converted",
+            extra=_about(
+                event,
+                chunk_id=data["chunk_id"],
+                worker=WORKER_ID,
+                engine_seconds=result["engine_seconds"],
+            ),
+        )
+
+    # One record more in flight than executors: the next chunk waits in the pool's queue
+    # while the previous one commits, so a pool process never idles between chunks.
+    return Consumer("voice", ["fabric.chunks"], handle, accepts=frozenset({"chunk.ready"}),
+                    ordered=False, concurrency=pool.size + 1, batch_max=16,
+                    max_attempts=MAX_ATTEMPTS, on_start=start, on_stop=stop)  # fmt: skip
