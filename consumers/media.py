@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabric.events import Event
-from fabric.media import MediaError, WorkDirs, prepare, probe, profile, profile_name_for, thumbnail
+from fabric.media import (
+    MediaError,
+    ProfileError,
+    WorkDirs,
+    prepare,
+    probe,
+    profile,
+    profile_name_for,
+    thumbnail,
+)
 from fabric.runtime import Consumer, Context
 from fabric.store.accounts import AccountError
 
@@ -93,7 +102,7 @@ def consumer(app: App) -> Consumer:
             }
             _rejected(ctx, target, exc.code, exc.message, extra)
             return
-        except AccountError as exc:
+        except (AccountError, ProfileError) as exc:  # unknown account, bad profile overrides
             _rejected(ctx, target, exc.code, str(exc))
             return
         video = {
