@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from consumers import load  # noqa: E402
+from consumers.splitter import TAPER  # noqa: E402
 from fabric.app import App  # noqa: E402
 from fabric.config import Settings  # noqa: E402
 from fabric.events import Event, loads, new_event  # noqa: E402
@@ -67,6 +68,7 @@ from fabric.runtime import Consumer, Context  # noqa: E402
 from fabric.timeutil import parse  # noqa: E402
 from fabric.voice.audio import extract_audio, sha256_file, write_wav  # noqa: E402
 from fabric.voice.pipeline import convert_file  # noqa: E402
+from fabric.voice.split import chunk_weights  # noqa: E402
 
 PITCH = 3.0
 
@@ -152,10 +154,16 @@ async def joined(check: Any, what: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def chunk_seconds(frames: int, sr: int, count: int) -> float:
-    """A chunk length for which the splitter makes exactly ``count`` chunks of ``frames``
-    (it makes ``max(2, ceil(frames / (chunk * sr)))``)."""
-    return frames / sr / count * (1 + 1e-6)
+def chunk_seconds(frames: int, sr: int, count: int, taper: float) -> float:
+    """A ``FABRIC_VOICE_CHUNK_S`` for which the splitter makes exactly ``count`` chunks of
+    ``frames`` (``fabric.voice.split.chunk_weights``: equal chunks, or with ``taper`` the
+    last two shorter)."""
+    seconds = frames / sr
+    for divisor in (count - 2 + 2 * taper, count):
+        chunk = seconds / divisor * (1 + 1e-6)
+        if len(chunk_weights(seconds, chunk, taper)) == count:
+            return chunk
+    raise SystemExit(f"no chunk length gives {count} chunks with taper {taper}")
 
 
 async def timeline(app: App, task_id: str, t0: float, end: Event | None) -> dict[str, float]:
@@ -189,7 +197,9 @@ async def timeline(app: App, task_id: str, t0: float, end: Event | None) -> dict
     }
 
 
-async def pipeline(video: Path, root: Path, workers: int, chunk_s: float) -> dict[str, Any]:
+async def pipeline(
+    video: Path, root: Path, workers: int, chunk_s: float, taper: float
+) -> dict[str, Any]:
     home = root / f"home-{workers}w"
     shutil.rmtree(home, ignore_errors=True)
     namespace = f"b{uuid.uuid4().hex[:6]}."
@@ -198,6 +208,7 @@ async def pipeline(video: Path, root: Path, workers: int, chunk_s: float) -> dic
         "FABRIC_NAMESPACE": namespace,
         "FABRIC_VOICE_THRESHOLD_S": str(chunk_s),
         "FABRIC_VOICE_CHUNK_S": str(chunk_s),
+        "FABRIC_VOICE_TAPER": str(taper),
         "FABRIC_VOICE_PROCESSES": "1",
         "FABRIC_VOICE_DEVICE": "cpu",
         "FABRIC_LOG_LEVEL": "WARNING",
@@ -285,16 +296,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out["engine_rtf"], out["engine_rtf_cpu"] = rtf["engine_rtf"], rtf["engine_rtf_cpu"]
         if args.only in (None, "2w"):
             one = best([unchunked(video, root) for _ in range(args.repeat)])
-            two_w = best([await pipeline(video, root, 2, chunk_seconds(frames, args.rate,
-                                                                        args.chunks2))
+            chunk2 = chunk_seconds(frames, args.rate, args.chunks2, args.taper)
+            two_w = best([await pipeline(video, root, 2, chunk2, args.taper)
                           for _ in range(args.repeat)])  # fmt: skip
             out["chunked_speedup"] = round(one["wall_s"] / two_w["wall_s"], 3)
             out["seconds_per_audio_minute"] = round(two_w["wall_s"] / audio_min, 3)
             out["unchunked"] = _rounded(one)
             out["pipeline_2w"] = _rounded(two_w)
         if args.only in (None, "1w"):
-            one_w = best([await pipeline(video, root, 1, chunk_seconds(frames, args.rate,
-                                                                        args.chunks1))
+            chunk1 = chunk_seconds(frames, args.rate, args.chunks1, args.taper)
+            one_w = best([await pipeline(video, root, 1, chunk1, args.taper)
                           for _ in range(args.repeat)])  # fmt: skip
             over = (one_w["wall_s"] - one_w["engine_s"]) / one_w["engine_s"]
             out["overhead_pct"] = round(100 * over, 2)
@@ -313,6 +324,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=44100, help="sample rate")
     ap.add_argument("--chunks2", type=int, default=8, help="chunks for the 2-worker run")
     ap.add_argument("--chunks1", type=int, default=24, help="chunks for the 1-worker run")
+    ap.add_argument("--taper", type=float, default=TAPER,
+                    help="FABRIC_VOICE_TAPER for the pipeline runs (1: equal chunks)")  # fmt: skip
     ap.add_argument(
         "--only",
         choices=("rtf", "2w", "1w"),

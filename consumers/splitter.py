@@ -22,7 +22,9 @@ missing or unreadable model fails the task (or, where the task allows it, the ta
 without separation and the events say so) before any worker spends time on it.
 
 Settings: ``FABRIC_VOICE_THRESHOLD_S`` (180: longer audio is split), ``FABRIC_VOICE_CHUNK_S``
-(300), ``FABRIC_VOICE_CONTEXT_S`` (1.0), ``FABRIC_SEPARATOR_MODEL_DIR`` ($FABRIC_HOME/models),
+(300), ``FABRIC_VOICE_CONTEXT_S`` (1.0), ``FABRIC_VOICE_TAPER`` (0.25: the last two of four
+or more chunks are this much shorter; 1 makes all equal), ``FABRIC_SEPARATOR_MODEL_DIR``
+($FABRIC_HOME/models),
 ``FABRIC_SEPARATOR_MODEL`` (audio-separator's default BS-Roformer vocals model),
 ``FABRIC_SEPARATOR_STEM`` (Vocals).
 """
@@ -101,11 +103,15 @@ def engine_options(voice: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+TAPER = 0.25  # the last two of four or more chunks at a quarter length: a short tail
+
+
 @dataclasses.dataclass(frozen=True)
 class VoiceSettings:
     threshold_s: float
     chunk_s: float
     context_s: float
+    taper: float
     model_dir: str
     model: str
     stem: str
@@ -122,6 +128,7 @@ class VoiceSettings:
             threshold_s=number("FABRIC_VOICE_THRESHOLD_S", DEFAULT_THRESHOLD_SECONDS),
             chunk_s=number("FABRIC_VOICE_CHUNK_S", DEFAULT_CHUNK_SECONDS),
             context_s=number("FABRIC_VOICE_CONTEXT_S", DEFAULT_CONTEXT_SECONDS),
+            taper=number("FABRIC_VOICE_TAPER", TAPER),
             model_dir=str(get("FABRIC_SEPARATOR_MODEL_DIR") or app.settings.home / "models"),
             model=get("FABRIC_SEPARATOR_MODEL") or DEFAULT_SEPARATOR_MODEL,
             stem=get("FABRIC_SEPARATOR_STEM") or "Vocals",
@@ -216,6 +223,7 @@ def make_plan(event: Event, work: Path, settings: VoiceSettings, models: ModelCh
         threshold_seconds=settings.threshold_s,
         context_seconds=settings.context_s,
         align=engine.frame_alignment(source.sample_rate),
+        taper=settings.taper,
     )
     # No sha256 for the whole source: nothing reads it back (each chunk carries its own),
     # and hashing it would cost ~60 ms per 6 minutes of audio before any chunk can start.

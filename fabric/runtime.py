@@ -401,20 +401,40 @@ class _Worker:
                         await asyncio.sleep(self.spec.linger_s)
                     batch = [q.popleft() for _ in range(min(len(q), self.spec.batch_max))]
                     await self._process_retrying(batch)
+                    self._maybe_resume(tp, q, sub)
                 else:
                     await self._slots.acquire()
-                    if not q:
+                    rec = self._oldest()
+                    if rec is None:
                         self._slots.release()
                         break
-                    rec = q.popleft()
                     task = asyncio.create_task(self._one(rec))
-                    self._inflight.setdefault(tp, set()).add(task)
-                    task.add_done_callback(self._inflight[tp].discard)
-                if tp in self._paused and len(q) < self.spec.batch_max:
-                    self._paused.discard(tp)
-                    sub.resume(tp)
+                    self._inflight.setdefault(rec.tp, set()).add(task)
+                    task.add_done_callback(self._inflight[rec.tp].discard)
+                    self._maybe_resume(rec.tp, self._queues[rec.tp], sub)
         finally:
             self._workers.pop(tp, None)
+
+    def _maybe_resume(self, tp: TP, q: deque[Record], sub: Subscription) -> None:
+        if tp in self._paused and len(q) < self.spec.batch_max:
+            self._paused.discard(tp)
+            sub.resume(tp)
+
+    def _oldest(self) -> Record | None:
+        """Take the waiting record appended first, from whichever partition holds it.
+
+        Unordered consumers start records in the order they were appended (ties: the lower
+        partition), not in the order their partitions happen to win a free slot. The chunks
+        of one voice task are appended together, chunk i to partition i, so they are
+        converted in order, and the aggregator, which encodes the joined audio in order as
+        chunks arrive, is left with only the last chunks to encode when the workers finish.
+        """
+        best: deque[Record] | None = None
+        for q in self._queues.values():
+            if q and (best is None or (q[0].timestamp_ms, q[0].partition) < (
+                best[0].timestamp_ms, best[0].partition)):  # fmt: skip
+                best = q
+        return best.popleft() if best is not None else None
 
     async def _one(self, rec: Record) -> None:
         try:

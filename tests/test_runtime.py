@@ -92,3 +92,31 @@ async def test_committed_but_unpublished_events_are_swept_out(
     ]
     assert [r.value for r in records] == [row.value]
     await db.close()
+
+
+async def test_an_unordered_consumer_starts_the_record_appended_first(tmp_path: Path) -> None:
+    """Whatever order partitions come in (it follows lease hand-overs), the next record to
+    start is the one appended first, ties going to the lower partition: a voice task's
+    chunks (chunk i on partition i, appended together) are converted in index order."""
+    from collections import deque
+
+    from fabric.log import Record
+    from fabric.runtime import _Worker
+
+    db = SqliteDatabase(str(tmp_path / "state.db"))
+    rt = Runtime(MemoryLog(partitions=8), db)
+    spec = Consumer("c", ["t"], lambda e, c: asyncio.sleep(0), ordered=False, concurrency=2)
+    worker = _Worker(rt, spec)
+
+    def rec(partition: int, offset: int, ts: int) -> Record:
+        return Record("t", partition, offset, None, b"", ts)
+
+    # partitions as a member might hold them after a rebalance: not sorted
+    for p in (6, 2, 4, 0):
+        worker._queues[("t", p)] = deque([rec(p, 0, 1000)])
+    worker._queues[("t", 2)].append(rec(2, 1, 1005))  # a later chunk on partition 2
+    worker._queues[("t", 7)] = deque([rec(7, 0, 999)])  # appended before all of them
+    order = []
+    while (r := worker._oldest()) is not None:
+        order.append((r.partition, r.offset))
+    assert order == [(7, 0), (0, 0), (2, 0), (4, 0), (6, 0), (2, 1)]

@@ -1,9 +1,10 @@
 """Plan and write the chunks of a long audio file (ARCHITECTURE.md section 5, ``splitter``).
 
-A file longer than ``threshold_seconds`` is cut into nearly equal chunks, none much longer
-than ``chunk_seconds``. Each cut sits at the quietest point (short-time RMS over a window
-as long as the join crossfade) within ``search_seconds`` of its nominal position, so the
-crossfade that later hides the seam runs over the least signal there is. Every chunk file
+A file longer than ``threshold_seconds`` is cut into chunks of about ``chunk_seconds``; when
+there are enough of them and ``taper`` < 1, the last two are shorter (``chunk_weights``). Each
+cut sits at the quietest point (short-time RMS over a window as long as the join
+crossfade) within ``search_seconds`` of its nominal position, so the crossfade that later
+hides the seam runs over the least signal there is. Every chunk file
 holds ``context_seconds`` of extra audio on both sides: an engine analyses frames that
 reach back and forward in time, and with context it sees the same neighbourhood at the cut
 that it sees when the whole file is processed at once.
@@ -38,6 +39,7 @@ from fabric.voice.errors import VoiceError
 __all__ = [
     "Chunk",
     "Span",
+    "chunk_weights",
     "plan_spans",
     "quietest_point",
     "split_audio",
@@ -49,6 +51,8 @@ DEFAULT_THRESHOLD_SECONDS = 180.0
 DEFAULT_CONTEXT_SECONDS = 1.0
 DEFAULT_SEARCH_SECONDS = 10.0
 DEFAULT_RMS_WINDOW_MS = 40.0
+DEFAULT_TAPER = 1.0  # equal chunks; the splitter consumer tapers (FABRIC_VOICE_TAPER)
+TAPER_MIN_CHUNKS = 4  # fewer chunks than this are all the same length
 
 _KEEP_SUBTYPES = ("PCM_16", "PCM_24", "FLOAT", "DOUBLE")
 
@@ -121,6 +125,28 @@ def quietest_point(mono: np.ndarray, window: int, prefer: int) -> int:
     return int(centres[np.argmin(np.abs(centres - prefer))])
 
 
+def chunk_weights(seconds: float, chunk_seconds: float, taper: float) -> list[float]:
+    """Relative lengths of the chunks of a ``seconds``-long file (the count is the length).
+
+    Equal chunks would leave the end of a run on one core: the aggregator encodes the joined
+    audio in order while chunks arrive, so whatever follows the last chunk to finish is
+    encoded after every worker is done. With two workers the last two chunks finish
+    together, and with 5-minute chunks that tail is ~10 minutes of AAC (~10 s here). So,
+    where there are at least ``TAPER_MIN_CHUNKS`` equal chunks (two rounds for two workers),
+    the last two are planned at ``taper`` times the others' length and one or two chunks
+    are added so that none is longer than ``chunk_seconds``; the tail then shrinks by
+    ``1 - taper``. Fewer chunks stay equal: a short last chunk would unbalance the workers.
+    ``taper`` 1 turns this off.
+    """
+    if not 0 < taper <= 1:
+        raise VoiceError("bad_option", f"taper must be in (0, 1], got {taper}")
+    equal = max(2, math.ceil(seconds / chunk_seconds))
+    if equal < TAPER_MIN_CHUNKS or taper == 1:
+        return [1.0] * equal
+    count = max(equal, math.ceil(seconds / chunk_seconds + 2 - 2 * taper))
+    return [1.0] * (count - 2) + [taper, taper]
+
+
 def _read_mono(f: sf.SoundFile, start: int, stop: int) -> np.ndarray:
     f.seek(start)
     data = f.read(stop - start, dtype="float32", always_2d=True)
@@ -136,14 +162,16 @@ def plan_spans(
     search_seconds: float = DEFAULT_SEARCH_SECONDS,
     rms_window_ms: float = DEFAULT_RMS_WINDOW_MS,
     align: int = 1,
+    taper: float = DEFAULT_TAPER,
 ) -> list[Span]:
     """Decide the chunks of ``path`` without writing anything.
 
-    At or under ``threshold_seconds`` the whole file is one span. Above it the file gets
-    ``max(2, ceil(duration / chunk_seconds))`` chunks of nearly equal length (so a 200 s file
-    with a 180 s threshold still gives two workers something to do, and no chunk is a short
-    leftover). Each cut moves to the quietest point within ``search_seconds`` (at most a
-    quarter of the nominal chunk length, so chunks stay at least half the nominal length).
+    At or under ``threshold_seconds`` the whole file is one span. Above it the file gets at
+    least ``max(2, ceil(duration / chunk_seconds))`` chunks with the lengths of
+    ``chunk_weights`` (so a 200 s file with a 180 s threshold still gives two workers
+    something to do, and no chunk is a short leftover). Each cut moves to the quietest point
+    within ``search_seconds`` (at most a quarter of the shorter neighbouring chunk's nominal
+    length, so chunks stay at least half their nominal length).
 
     ``align`` (from ``VoiceEngine.frame_alignment``) moves each context start down to a
     multiple of that many frames, so the engine's analysis frames inside a chunk fall on the
@@ -160,14 +188,16 @@ def plan_spans(
     pad = round(context_seconds * sr)
     if n <= threshold_seconds * sr:
         return [Span(0, 0, n, 0, n)]
-    count = max(2, math.ceil(n / (chunk_seconds * sr)))
-    nominal = n / count
-    reach = min(round(search_seconds * sr), int(nominal / 4))
+    weights = chunk_weights(n / sr, chunk_seconds, taper)
+    unit = n / sum(weights)
+    ends = list(itertools.accumulate(weights))
     window = max(1, round(rms_window_ms * sr / 1000))
     cuts = [0]
     with sf.SoundFile(str(path)) as f:
-        for i in range(1, count):
-            target = round(i * nominal)
+        for i in range(1, len(weights)):
+            target = round(ends[i - 1] * unit)
+            shorter = min(weights[i - 1], weights[i]) * unit
+            reach = min(round(search_seconds * sr), int(shorter / 4))
             lo = max(cuts[-1] + window, target - reach - window // 2)
             hi = min(n, target + reach + window - window // 2)
             if hi - lo <= window:
@@ -243,6 +273,7 @@ def split_audio(
     search_seconds: float = DEFAULT_SEARCH_SECONDS,
     rms_window_ms: float = DEFAULT_RMS_WINDOW_MS,
     align: int = 1,
+    taper: float = DEFAULT_TAPER,
     stem: str = "chunk",
 ) -> list[Chunk]:
     """``plan_spans`` then ``write_chunks``: the whole job of the splitter consumer."""
@@ -254,5 +285,6 @@ def split_audio(
         search_seconds=search_seconds,
         rms_window_ms=rms_window_ms,
         align=align,
+        taper=taper,
     )
     return write_chunks(path, spans, out_dir, stem=stem)

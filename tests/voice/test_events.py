@@ -32,7 +32,7 @@ import pytest
 import soundfile as sf
 
 from consumers.media import work_root
-from consumers.splitter import ModelCheck, VoiceSettings, make_plan
+from consumers.splitter import TAPER, ModelCheck, VoiceSettings, make_plan
 from fabric.events import loads, new_event
 from fabric.voice.audio import sha256_file
 from fabric.voice.join import join_chunks
@@ -136,9 +136,12 @@ VOICE = {"engine": "world", "pitch": PITCH}
 
 
 def expected_chunks(planned: dict[str, Any], chunk_s: float) -> int:
-    """The splitter's count for audio over the threshold: nearly equal chunks of at most
-    about ``chunk_s`` (the decoded AAC is a little longer than the 6 s that went in)."""
-    return max(2, math.ceil(planned["audio"]["samples"] / (chunk_s * SR)))
+    """The splitter's count for audio over the threshold: chunks of at most about
+    ``chunk_s``, the last two shorter when there are four or more (the decoded AAC is a
+    little longer than the 6 s that went in)."""
+    seconds = planned["audio"]["samples"] / SR
+    equal = max(2, math.ceil(seconds / chunk_s))
+    return equal if equal < 4 else math.ceil(seconds / chunk_s + 2 - 2 * TAPER)
 
 
 # -- the in-process pipeline ---------------------------------------------------------------
