@@ -50,12 +50,15 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from fabric.events import Event
 from fabric.runtime import Consumer, Context, Runtime
 from fabric.voice.errors import VoiceError
 
 if TYPE_CHECKING:
     from fabric.app import App
+    from fabric.log import Record
 
 __all__ = ["WORKER_ID", "VoicePool", "consumer", "convert_chunk"]
 
@@ -224,6 +227,16 @@ class VoicePool:
             )
 
 
+def _chunk_order(rec: Record) -> tuple[int, int]:
+    """Start chunks appended together in index order. A task's chunk i is on partition
+    i mod 16, so past 16 chunks the partition no longer says which comes first."""
+    try:
+        index = int(orjson.loads(rec.value)["data"]["index"])
+    except Exception:  # not a chunk event: its turn by time; the runtime dead-letters it
+        index = 0
+    return rec.timestamp_ms, index
+
+
 def consumer(app: App) -> Consumer:
     processes = int(app.settings.get("FABRIC_VOICE_PROCESSES") or 1)
     nice = app.settings.get("FABRIC_VOICE_NICE")
@@ -294,5 +307,6 @@ def consumer(app: App) -> Consumer:
     # One record more in flight than executors: the next chunk waits in the pool's queue
     # while the previous one commits, so a pool process never idles between chunks.
     return Consumer("voice", ["fabric.chunks"], handle, accepts=frozenset({"chunk.ready"}),
+                    start_order=_chunk_order,
                     ordered=False, concurrency=pool.size + 1, batch_max=16,
                     max_attempts=MAX_ATTEMPTS, on_start=start, on_stop=stop)  # fmt: skip

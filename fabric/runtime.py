@@ -109,6 +109,9 @@ class Consumer:
     # transactions when events trickle in from many tasks at once (throughput), at the
     # price of that much latency per hop.
     linger_s: float = 0.0
+    # ordered=False: which waiting record starts next, smallest first. Default: the one
+    # appended first, ties (one batch shares a timestamp) to the lower partition.
+    start_order: Callable[[Record], Any] | None = None
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
 
@@ -290,6 +293,10 @@ class Runtime:
         return total
 
 
+def _appended(rec: Record) -> tuple[int, int]:
+    return rec.timestamp_ms, rec.partition
+
+
 class _Worker:
     def __init__(self, rt: Runtime, spec: Consumer) -> None:
         self.rt = rt
@@ -421,20 +428,17 @@ class _Worker:
             sub.resume(tp)
 
     def _oldest(self) -> Record | None:
-        """Take the waiting record appended first, from whichever partition holds it.
+        """Take the waiting record that should start next, from whichever partition holds it.
 
-        Unordered consumers start records in the order they were appended (ties: the lower
-        partition), not in the order their partitions happen to win a free slot. The chunks
-        of one voice task are appended together, chunk i to partition i, so they are
-        converted in order, and the aggregator, which encodes the joined audio in order as
-        chunks arrive, is left with only the last chunks to encode when the workers finish.
+        Unordered consumers start records in the order they were appended (``start_order``
+        refines ties), not in the order their partitions happen to win a free slot, which
+        follows lease hand-overs. A voice task's chunks are appended together and converted
+        in index order, so the aggregator, which encodes the joined audio in order as chunks
+        arrive, is left with only the last chunks to encode when the workers finish.
         """
-        best: deque[Record] | None = None
-        for q in self._queues.values():
-            if q and (best is None or (q[0].timestamp_ms, q[0].partition) < (
-                best[0].timestamp_ms, best[0].partition)):  # fmt: skip
-                best = q
-        return best.popleft() if best is not None else None
+        order = self.spec.start_order or _appended
+        heads = [q for q in self._queues.values() if q]
+        return min(heads, key=lambda q: order(q[0])).popleft() if heads else None
 
     async def _one(self, rec: Record) -> None:
         try:

@@ -120,3 +120,20 @@ async def test_an_unordered_consumer_starts_the_record_appended_first(tmp_path: 
     while (r := worker._oldest()) is not None:
         order.append((r.partition, r.offset))
     assert order == [(7, 0), (0, 0), (2, 0), (4, 0), (6, 0), (2, 1)]
+
+
+def test_voice_chunks_past_the_partition_count_still_start_in_index_order() -> None:
+    """Chunks 0..17 of one task appended together: 16 and 17 share partitions 0 and 1 with
+    chunks 0 and 1, and the same timestamp, yet start after chunk 15."""
+    from consumers.voice_worker import _chunk_order
+    from fabric.log import Record
+    from fabric.runtime import _appended
+
+    records = [
+        Record("chunks", i % 16, i // 16, "t", encode(new_event("probe.ping", {"index": i})), 7)
+        for i in range(18)
+    ]
+    assert sorted(range(18), key=lambda i: _chunk_order(records[i])) == list(range(18))
+    by_partition = sorted(range(18), key=lambda i: _appended(records[i]))  # the default
+    assert by_partition[:3] == [0, 16, 1]
+    assert _chunk_order(Record("chunks", 0, 0, None, b"garbage", 7)) == (7, 0)
