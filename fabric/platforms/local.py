@@ -70,23 +70,10 @@ class LocalPlatform:
         folder = self._folder(job.account, video_id)
         url = f"file://{folder}"
         meta_path = folder / "metadata.json"
-        if meta_path.exists():
-            meta = orjson.loads(meta_path.read_bytes())
-            if meta.get("sha256") == job.video_sha256:
-                return PublishResult(video_id, url, recovered=True, details={"folder": str(folder)})
+        if await asyncio.to_thread(_published, meta_path, job.video_sha256):
+            return PublishResult(video_id, url, recovered=True, details={"folder": str(folder)})
         self._inject(job, settings)
         await self._quota(job.account, settings)
-        if not os.path.exists(job.video_path):
-            raise PlatformError(
-                ErrorClass.PERMANENT, "video_missing", f"{job.video_path} does not exist any more"
-            )
-        # no intent needed: the folder is the record (metadata.json with the sha256 = done)
-        folder.mkdir(parents=True, exist_ok=True)
-        ext = Path(job.video_path).suffix or ".mp4"
-        final = folder / f"video{ext}"
-        tmp = folder / f".video{ext}.part"
-        sent = await self._copy(job.video_path, tmp, job.video_size, progress)
-        os.replace(tmp, final)
         meta = {
             "task_id": job.task_id,
             "account": job.account,
@@ -97,12 +84,11 @@ class LocalPlatform:
             "privacy": job.privacy,
             "sha256": job.video_sha256,
             "size": job.video_size,
-            "file": final.name,
+            "file": "video" + (Path(job.video_path).suffix or ".mp4"),
             "attempt": job.attempt,
         }
-        part = folder / ".metadata.json.part"
-        part.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
-        os.replace(part, meta_path)  # the metadata's arrival is the publish
+        # no intent needed: the folder is the record (metadata.json with the sha256 = done)
+        sent = await self._copy(job.video_path, folder, meta, job.video_size, progress)
         return PublishResult(video_id, url, bytes_sent=sent, details={"folder": str(folder)})
 
     def _inject(self, job: PublishJob, settings: dict[str, Any]) -> None:
@@ -148,8 +134,12 @@ class LocalPlatform:
                 reset_at=reset,
             )
 
-    async def _copy(self, src: str, dst: Path, total: int, progress: Progress) -> int:
-        """Copy in a worker thread, block by block, fsync'd; progress after each block."""
+    async def _copy(
+        self, src: str, folder: Path, meta: dict[str, Any], total: int, progress: Progress
+    ) -> int:
+        """Copy in a worker thread, block by block, fsync'd, then write the metadata (its
+        arrival is the publish); progress after each block. All file work is in the thread:
+        none of it blocks the event loop."""
         loop = asyncio.get_running_loop()
         done = 0
         reports: list[asyncio.Task[None]] = []
@@ -159,7 +149,14 @@ class LocalPlatform:
 
         def copy() -> int:
             nonlocal done
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
+            if not os.path.exists(src):
+                raise PlatformError(
+                    ErrorClass.PERMANENT, "video_missing", f"{src} does not exist any more"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            final = folder / meta["file"]
+            tmp = folder / f".{final.name}.part"
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
                 while block := fin.read(self.chunk):
                     fout.write(block)
                     done += len(block)
@@ -167,6 +164,8 @@ class LocalPlatform:
                         loop.call_soon_threadsafe(_report, done)
                 fout.flush()
                 os.fsync(fout.fileno())
+            os.replace(tmp, final)
+            _write_json(folder / "metadata.json", meta)
             return done
 
         sent = await asyncio.to_thread(copy)
@@ -178,22 +177,43 @@ class LocalPlatform:
         self, job: InteractionJob, intent: Intent, intents: IntentStore
     ) -> InteractionResult:
         folder = self._folder(job.account, job.video_id)
-        if not (folder / "metadata.json").exists():
+        result = await asyncio.to_thread(_interact, folder, job)
+        if result is None:
             raise PlatformError(
                 ErrorClass.PERMANENT,
                 "video_not_found",
                 f"no local video {job.video_id} for {job.account}",
             )
-        path = folder / "interactions.json"
-        existing = orjson.loads(path.read_bytes()) if path.exists() else []
-        for item in existing:
-            if item["id"] == job.interaction_id:
-                return InteractionResult(item["id"], recovered=True)
-        existing.append({"id": job.interaction_id, "kind": job.kind, "content": job.content})
-        part = folder / ".interactions.json.part"
-        part.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
-        os.replace(part, path)
-        return InteractionResult(job.interaction_id)
+        return result
 
     async def close(self) -> None:
         return None
+
+
+def _published(meta_path: Path, sha256: str | None) -> bool:
+    """Is this exact video already in its folder (a publish that finished before a crash)?"""
+    if not meta_path.exists():
+        return False
+    return bool(orjson.loads(meta_path.read_bytes()).get("sha256") == sha256)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Whole or not at all: a temporary file renamed over ``path``."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+    os.replace(part, path)
+
+
+def _interact(folder: Path, job: InteractionJob) -> InteractionResult | None:
+    """Record a comment or like in ``interactions.json``; None when the video is not there.
+    Seen before (same interaction id): recovered, not added twice."""
+    if not (folder / "metadata.json").exists():
+        return None
+    path = folder / "interactions.json"
+    existing = orjson.loads(path.read_bytes()) if path.exists() else []
+    for item in existing:
+        if item["id"] == job.interaction_id:
+            return InteractionResult(item["id"], recovered=True)
+    existing.append({"id": job.interaction_id, "kind": job.kind, "content": job.content})
+    _write_json(path, existing)
+    return InteractionResult(job.interaction_id)
