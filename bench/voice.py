@@ -23,17 +23,19 @@ Figures: ``chunked_speedup`` = unchunked wall / pipeline wall with 2 workers;
 worker; ``seconds_per_audio_minute`` (the original system's metric) = pipeline wall with 2
 workers per minute of audio.
 
-Chunking. Chunk ``i`` goes to partition ``i`` and, with two members, to worker ``i mod 2``,
-so an even count of equal chunks gives both workers the same work. Two costs pull the other
-way: every chunk converts 1 s of context on each side (engine work that grows with the
-count), and the aggregator encodes AAC while chunks arrive, so what is left after the last
-``chunk.converted`` is the encode of the last chunk (1 worker) or the last two (2 workers),
-which shrinks with the count. ffmpeg's AAC encoder costs ~30 % of the engine time here
-(~8 s per 6 minutes), so neither cost is small. Measured on 6 minutes (2 workers, 2 cores):
-6 chunks 1.67x, 8 chunks 1.67-1.75x, 12 chunks 1.73x, 16 chunks 1.66x; defaults: 8 chunks of
-45 s for the speedup, 24 chunks of 15 s for the 1-worker overhead (there the context costs
-nothing, ``overhead_pct`` divides by the engine time actually spent, and the final encode is
-short). ``timeline_s`` in the output says where the pipeline's wall time went.
+Chunking. Chunk ``i`` goes to partition ``i`` and, with two members, to worker ``i mod 2``;
+each worker starts its chunks in index order (the runtime's ``start_order``). Two costs pull
+against each other: every chunk converts 1 s of context on each side (engine work that
+grows with the count), and the aggregator encodes AAC in order while chunks arrive, so what
+is left after the last ``chunk.converted`` (the tail) is the encode of the chunks that
+finish last. ffmpeg's AAC encoder costs ~30 % of the engine time here (~7 s per 6 minutes),
+so neither cost is small. The splitter's taper (``FABRIC_VOICE_TAPER``, 0.25: the last two
+chunks a quarter of the others) and the workers' lower priority (``FABRIC_VOICE_NICE`` 5: the
+encoder keeps up while they convert) shrink the tail: 2 workers, 8 chunks, tail 1.7-2.5 s
+equal and at the same priority, 0.6-1.3 s tapered and niced. Defaults: 8 chunks for the
+speedup, 24 for the 1-worker overhead (there the context costs nothing, ``overhead_pct``
+divides by the engine time actually spent, and the final encode is short). ``timeline_s``
+in the output says where the pipeline's wall time went.
 
 The machine is shared: ``load_average`` is printed with the figures; rerun when it is high.
 """
