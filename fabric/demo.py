@@ -131,15 +131,8 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             rows = await app.db.fetchall(
                 "SELECT id, title, state, retry_count, error FROM tasks ORDER BY created_at"
             )
-            for task_id, title, state, retries, error in rows:
-                if seen.get(task_id) != (state, retries):
-                    seen[task_id] = (state, retries)
-                    note = f"  ({error})" if error and state != "completed" else ""
-                    _print(
-                        f"[{time.monotonic() - started:5.1f}s] {task_id[:13]}…  "
-                        f"{title:26} -> {state}{' retry ' + str(retries) if retries else ''}"
-                        f"{note}"
-                    )
+            # progress read after the states, printed before them: a step that ended is
+            # shown with all its chunks before the state it led to
             for task_id, printed in voiced.items():
                 steps = [
                     e["data"] for e in await history(app, task_id) if e["type"] == "voice.progress"
@@ -150,6 +143,15 @@ async def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                         f"{'':26}    voice chunks {p['done']}/{p['total']}"
                     )
                 voiced[task_id] = len(steps)
+            for task_id, title, state, retries, error in rows:
+                if seen.get(task_id) != (state, retries):
+                    seen[task_id] = (state, retries)
+                    note = f"  ({error})" if error and state != "completed" else ""
+                    _print(
+                        f"[{time.monotonic() - started:5.1f}s] {task_id[:13]}…  "
+                        f"{title:26} -> {state}{' retry ' + str(retries) if retries else ''}"
+                        f"{note}"
+                    )
             if len(rows) == 5 and all(r[2] in TERMINAL for r in rows):
                 break
             await asyncio.sleep(0.25)
