@@ -32,11 +32,12 @@ or more chunks are this much shorter; 1 makes all equal), ``FABRIC_SEPARATOR_MOD
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ from fabric.voice.split import (
     Chunk,
     split_audio,
 )
+from fabric.voice.stream_split import split_while_decoding
 
 if TYPE_CHECKING:
     from fabric.app import App
@@ -147,6 +149,7 @@ class Plan:
     planned: dict[str, Any]
     chunks: list[Chunk]
     ready: list[dict[str, Any]]
+    announced: int = 0  # ready[:announced] went out while splitting (emit_now)
 
 
 class ModelCheck:
@@ -183,8 +186,18 @@ class ModelCheck:
             self._ok.add(key)
 
 
-def make_plan(event: Event, work: Path, settings: VoiceSettings, models: ModelCheck) -> Plan:
-    """Extract, check separation, split and write the chunks (blocking: run in a thread)."""
+def make_plan(
+    event: Event,
+    work: Path,
+    settings: VoiceSettings,
+    models: ModelCheck,
+    announce: Callable[[dict[str, Any]], None] | None = None,
+) -> Plan:
+    """Extract, check separation, split and write the chunks (blocking: run in a thread).
+
+    With ``announce`` and no separation asked for, chunks are cut while the audio decodes
+    (``split_while_decoding``) and each chunk's ``chunk.ready`` data goes to ``announce`` as
+    soon as its file is complete, so workers start before the splitter is done."""
     data = event.data
     task_id = event.subject or data.get("task_id") or ""
     voice = dict(data["voice"])
@@ -192,39 +205,68 @@ def make_plan(event: Event, work: Path, settings: VoiceSettings, models: ModelCh
     engine_name = str(voice.get("engine") or "world")
     engine = get_engine(engine_name, engine_options(voice))  # unknown_engine / bad_option
     resolved = dict(engine.describe()["options"])
-    source = extract_audio(video["path"], work / "source.wav")
+
+    def ready_of(c: Chunk, count: int, sep: dict[str, Any] | None) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "engine_options": resolved,
+            "output": str(work / "converted" / f"chunk-{c.index:04d}.wav"),
+            "separation": sep,
+            "stems_dir": str(work / "stems" / f"{c.index:04d}") if sep else None,
+        }
+        return {
+            **c.as_data(), "task_id": task_id, "chunk_id": f"{task_id}:{c.index}",
+            "count": count, "engine": engine_name, "options": options,
+        }  # fmt: skip
+
+    streamed = None
+    if announce is not None and not voice.get("separate"):
+        streamed = split_while_decoding(
+            video["path"],
+            work / "source.wav",
+            work / "chunks",
+            chunk_seconds=settings.chunk_s,
+            threshold_seconds=settings.threshold_s,
+            context_seconds=settings.context_s,
+            align_for=engine.frame_alignment,
+            taper=settings.taper,
+            on_chunk=lambda c, count: announce(ready_of(c, count, None)),
+        )
     separation: dict[str, Any] = {"ran": False, "model": None, "note": "not asked for"}
     sep_options: dict[str, Any] | None = None
-    if voice.get("separate"):
-        config = settings.separation_config()
-        try:
-            models.check(config, Path(source.path), work / "separation-check")
-        except VoiceError as exc:
-            if exc.code not in _MODEL_ERRORS or not voice.get("continue_without_separation"):
-                raise
-            separation = {
-                "ran": False,
-                "model": config.model_filename,
-                "note": f"{exc.code}: {exc.message}; continued without separation "
-                "(the task allows it)",
-            }
-        else:
-            sep_options = dataclasses.asdict(config)
-            separation = {
-                "ran": True,
-                "model": config.model_filename,
-                "note": "vocals separated per chunk by the voice workers; the background is "
-                "joined at the same cuts and remixed",
-            }
-    chunks = split_audio(
-        source.path,
-        work / "chunks",
-        chunk_seconds=settings.chunk_s,
-        threshold_seconds=settings.threshold_s,
-        context_seconds=settings.context_s,
-        align=engine.frame_alignment(source.sample_rate),
-        taper=settings.taper,
-    )
+    if streamed is not None:
+        source, chunks = streamed
+    else:
+        source = extract_audio(video["path"], work / "source.wav")
+        if voice.get("separate"):
+            config = settings.separation_config()
+            try:
+                models.check(config, Path(source.path), work / "separation-check")
+            except VoiceError as exc:
+                if exc.code not in _MODEL_ERRORS or not voice.get("continue_without_separation"):
+                    raise
+                separation = {
+                    "ran": False,
+                    "model": config.model_filename,
+                    "note": f"{exc.code}: {exc.message}; continued without separation "
+                    "(the task allows it)",
+                }
+            else:
+                sep_options = dataclasses.asdict(config)
+                separation = {
+                    "ran": True,
+                    "model": config.model_filename,
+                    "note": "vocals separated per chunk by the voice workers; the background is "
+                    "joined at the same cuts and remixed",
+                }
+        chunks = split_audio(
+            source.path,
+            work / "chunks",
+            chunk_seconds=settings.chunk_s,
+            threshold_seconds=settings.threshold_s,
+            context_seconds=settings.context_s,
+            align=engine.frame_alignment(source.sample_rate),
+            taper=settings.taper,
+        )
     # No sha256 for the whole source: nothing reads it back (each chunk carries its own),
     # and hashing it would cost ~60 ms per 6 minutes of audio before any chunk can start.
     audio = {
@@ -251,19 +293,8 @@ def make_plan(event: Event, work: Path, settings: VoiceSettings, models: ModelCh
             for c in chunks
         ],
     }  # fmt: skip
-    ready = []
-    for c in chunks:
-        options: dict[str, Any] = {
-            "engine_options": resolved,
-            "output": str(work / "converted" / f"chunk-{c.index:04d}.wav"),
-            "separation": sep_options,
-            "stems_dir": str(work / "stems" / f"{c.index:04d}") if sep_options else None,
-        }
-        ready.append({
-            **c.as_data(), "task_id": task_id, "chunk_id": f"{task_id}:{c.index}",
-            "count": len(chunks), "engine": engine_name, "options": options,
-        })  # fmt: skip
-    return Plan(planned, chunks, ready)
+    ready = [ready_of(c, len(chunks), sep_options) for c in chunks]
+    return Plan(planned, chunks, ready, announced=len(chunks) if streamed else 0)
 
 
 def consumer(app: App) -> Consumer:
@@ -276,7 +307,17 @@ def consumer(app: App) -> Consumer:
         try:
             work = dirs.create(task_id) / "voice"
             work.mkdir(mode=0o700, exist_ok=True)
-            plan = await asyncio.to_thread(make_plan, event, work, settings, models)
+            loop = asyncio.get_running_loop()
+            early: list[concurrent.futures.Future[Event]] = []
+
+            def announce(data: dict[str, Any]) -> None:  # called from the splitting thread
+                coro = ctx.emit_now("chunk.ready", data)
+                early.append(asyncio.run_coroutine_threadsafe(coro, loop))
+
+            try:
+                plan = await asyncio.to_thread(make_plan, event, work, settings, models, announce)
+            finally:
+                await asyncio.gather(*(asyncio.wrap_future(f) for f in early))
         except VoiceError as exc:
             log.warning(
                 "voice step refused", extra=_about(event, code=exc.code, reason=exc.message)
@@ -291,7 +332,7 @@ def consumer(app: App) -> Consumer:
                                       "message": f"{type(exc).__name__}: {exc}"})  # fmt: skip
             return
         ctx.emit("voice.planned", plan.planned)
-        for data in plan.ready:
+        for data in plan.ready[plan.announced :]:
             ctx.emit("chunk.ready", data)
         log.info(
             "voice planned",

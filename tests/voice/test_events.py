@@ -14,7 +14,6 @@ once.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sqlite3
@@ -34,9 +33,9 @@ import soundfile as sf
 from consumers.media import work_root
 from consumers.splitter import TAPER, ModelCheck, VoiceSettings, make_plan
 from fabric.events import loads, new_event
-from fabric.voice.audio import sha256_file
+from fabric.voice.audio import probe, sha256_file
 from fabric.voice.join import join_chunks
-from fabric.voice.split import split_audio
+from fabric.voice.split import chunk_weights, split_audio
 from fabric.voice.stream import StreamJoiner
 from tests.conftest import ROOT, eventually
 from tests.tasks.harness import Harness
@@ -136,12 +135,15 @@ VOICE = {"engine": "world", "pitch": PITCH}
 
 
 def expected_chunks(planned: dict[str, Any], chunk_s: float) -> int:
-    """The splitter's count for audio over the threshold: chunks of at most about
-    ``chunk_s``, the last two shorter when there are four or more (the decoded AAC is a
-    little longer than the 6 s that went in)."""
-    seconds = planned["audio"]["samples"] / SR
-    equal = max(2, math.ceil(seconds / chunk_s))
-    return equal if equal < 4 else math.ceil(seconds / chunk_s + 2 - 2 * TAPER)
+    """The splitter's count: chunks of at most about ``chunk_s``, the last two shorter when
+    there are four or more. Without separation the splitter cuts while decoding, so the
+    count comes from the container's duration (the decoded AAC is a little longer)."""
+    if planned["separation"].get("ran") or planned["voice"].get("separate"):
+        seconds = planned["audio"]["samples"] / SR
+    else:
+        info = probe(planned["video"]["path"])
+        seconds = info.audio_duration or info.duration
+    return len(chunk_weights(seconds, chunk_s, TAPER))
 
 
 # -- the in-process pipeline ---------------------------------------------------------------
@@ -539,7 +541,11 @@ async def test_splitter_redelivery_plans_once_and_rewrites_the_same_bytes(
         results = await records(h, "fabric.chunk-results", task_id)
         ready = await records(h, "fabric.chunks", task_id)
         work = Path(results[0]["data"]["work_dir"])
-        again = make_plan(request, work, VoiceSettings.from_app(h.app), ModelCheck())
+        announced: list[dict[str, Any]] = []  # chunk.ready data sent while splitting
+        again = make_plan(
+            request, work, VoiceSettings.from_app(h.app), ModelCheck(), announced.append
+        )
+    assert announced == again.ready and again.announced == len(again.ready)
     assert [e["type"] for e in results] == ["voice.planned"]
     assert len(ready) == results[0]["data"]["chunks"] == len(again.ready) >= 3
     assert [e["data"] for e in sorted(ready, key=lambda e: e["data"]["index"])] == again.ready
