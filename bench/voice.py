@@ -35,7 +35,8 @@ encoder keeps up while they convert) shrink the tail: 2 workers, 8 chunks, tail 
 equal and at the same priority, 0.6-1.3 s tapered and niced. Defaults: 8 chunks for the
 speedup, 24 for the 1-worker overhead (there the context costs nothing, ``overhead_pct``
 divides by the engine time actually spent, and the final encode is short). ``timeline_s``
-in the output says where the pipeline's wall time went.
+in the output says where the pipeline's wall time went (``split_s`` runs to ``voice.planned``,
+which comes after the last chunk is cut; the first chunk is out ~0.2 s after the request).
 
 The machine is shared: ``load_average`` is printed with the figures; rerun when it is high.
 """

@@ -4,7 +4,12 @@ For ``voice.requested``: extract the video's audio (its own rate and channels), 
 separation, cut the audio into chunks at quiet points (with context on both sides, starting
 on the engine's analysis grid), write the chunk files into the task's work directory, and
 emit ``voice.planned`` (for the aggregator: chunk count, spans, files, separation) plus one
-``chunk.ready`` per chunk (for the voice workers) in one transaction. Bad input (no audio
+``chunk.ready`` per chunk (for the voice workers). Without separation the audio is cut while
+it decodes (``fabric.voice.stream_split``) and each ``chunk.ready`` is published as soon as
+its file is complete, so the workers start ~0.4 s (6 minutes of AAC) before the splitter is
+done; ``voice.planned`` follows in the handler's transaction (the aggregator takes results
+that arrive before their plan). A crash part-way re-announces the same chunks with the same
+files: a repeated conversion, never a different result. Bad input (no audio
 stream, corrupt or empty audio, an unknown engine or option, a missing or unreadable
 separation model the task cannot do without) is ``voice.failed`` with the ``VoiceError``
 code, and the orchestrator fails the task with it.

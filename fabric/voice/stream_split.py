@@ -7,11 +7,12 @@ then written every chunk (0.16 s); with one worker that was most of the pipeline
 over the engine time (bench/voice.py ``timeline_s.split_s``). Here the first chunk is
 ready once ``chunk + search + context`` seconds are decoded.
 
-Same cuts and bytes as ``extract_audio`` followed by ``split_audio`` where the container's
-duration is exact; the chunk count comes from that duration (``chunk_weights``), so it is
-known before the first chunk exists. Memory holds one chunk plus its search window and
-context, whatever the input's length. The whole source is written alongside (``source``),
-as ``extract_audio`` would have.
+The samples are those of ``extract_audio`` (the source WAV is written alongside, its header
+by libsndfile rather than ffmpeg), and the layout is ``split_audio``'s except that the cut
+targets come from the container's duration, known before the first chunk exists, instead
+of the decoded length (AAC decodes a few ms longer): the chunk count can differ by one where
+the length sits on a boundary. Memory holds one chunk plus its search window and context,
+whatever the input's length.
 
 A decode error part-way (``-xerror``) is ``corrupt_audio`` after some chunks may have been
 announced: their conversions are wasted work, not a wrong result (the task fails, and the
