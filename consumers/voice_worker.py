@@ -11,8 +11,9 @@ models loaded (``fabric.voice.pipeline`` caches them), so only the first chunk p
 CPU pool processes run at a lower priority (``FABRIC_VOICE_NICE``, default 5, 0 to keep the
 worker's): conversion is batch work that fills every core, and the latency-bound work around
 it (heartbeats that keep leases, the aggregator's in-order encode, publishing) should get a
-core first. On two cores that cut the time from the last converted chunk to the finished
-video from ~1.8 s to ~1.1 s (bench/voice.py ``timeline_s.tail_s``, 6 minutes, 2 workers).
+core first. With the splitter's taper, that cut the time from the last converted chunk to
+the finished video from 1.7-2.5 s to 0.6-1.3 s (bench/voice.py ``timeline_s.tail_s``, 6
+minutes, 2 workers, two cores).
 
 A chunk is never lost or done twice, even when a worker is killed mid-chunk:
 
