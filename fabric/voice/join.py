@@ -50,7 +50,7 @@ from fabric.voice.audio import BLOCK_FRAMES, audio_info, open_wav_writer, temp_p
 from fabric.voice.errors import VoiceError
 from fabric.voice.split import Span
 
-__all__ = ["JoinResult", "Seam", "crossfade_gains", "join_chunks", "sola_lag"]
+__all__ = ["ChunkReader", "JoinResult", "Seam", "crossfade_gains", "join_chunks", "sola_lag"]
 
 DEFAULT_FADE_MS = 40.0
 DEFAULT_SOLA_MS = 6.0
@@ -119,7 +119,7 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / den) if den > 1e-15 else 0.0
 
 
-class _Part:
+class ChunkReader:
     """One converted chunk file, read at output positions (plus its SOLA shift).
 
     Opened on first read and closed once the join has moved past it, so a 10-hour file's
@@ -191,7 +191,7 @@ def join_chunks(
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(out)
-    parts = [_Part(s, str(p), channels) for s, p in zip(spans, converted, strict=True)]
+    parts = [ChunkReader(s, str(p), channels) for s, p in zip(spans, converted, strict=True)]
     seams: list[Seam] = []
     want_fade = max(2, round(fade_ms * rate / 1000))
     want_lag = max(0, round(sola_ms * rate / 1000))
@@ -251,7 +251,7 @@ def join_chunks(
     return JoinResult(str(out), total, rate, channels, tuple(seams))
 
 
-def _copy(dst: sf.SoundFile, part: _Part, start: int, stop: int) -> None:
+def _copy(dst: sf.SoundFile, part: ChunkReader, start: int, stop: int) -> None:
     pos = start
     while pos < stop:
         n = min(BLOCK_FRAMES, stop - pos)

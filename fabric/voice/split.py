@@ -20,7 +20,8 @@ import dataclasses
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,12 @@ __all__ = [
     "Chunk",
     "Span",
     "chunk_weights",
+    "cut_search",
+    "place_cut",
     "plan_spans",
     "quietest_point",
     "split_audio",
+    "write_chunk_file",
     "write_chunks",
 ]
 
@@ -153,6 +157,52 @@ def _read_mono(f: sf.SoundFile, start: int, stop: int) -> np.ndarray:
     return np.asarray(data.mean(axis=1), dtype=np.float64)
 
 
+def cut_search(
+    weights: Sequence[float], i: int, unit: float, prev: int, sr: int, search_seconds: float,
+    window: int,
+) -> tuple[int, int, int]:  # fmt: skip
+    """Where to look for cut ``i`` (between chunks ``i - 1`` and ``i``): its nominal frame
+    and the range ``[lo, hi)`` searched (``hi`` not yet clamped to the file's length). The
+    reach is at most a quarter of the shorter neighbour, so chunks keep at least half their
+    nominal length."""
+    target = round(sum(weights[:i]) * unit)
+    reach = min(round(search_seconds * sr), int(min(weights[i - 1], weights[i]) * unit / 4))
+    lo = max(prev + window, target - reach - window // 2)
+    return target, lo, target + reach + window - window // 2
+
+
+def place_cut(mono: Callable[[int, int], np.ndarray], target: int, lo: int, hi: int,
+              window: int) -> int:  # fmt: skip
+    """The cut: the quietest point of ``mono(lo, hi)``, or ``target`` when the range is too
+    short to search."""
+    if hi - lo <= window:
+        return target
+    return lo + quietest_point(mono(lo, hi), window, target - lo)
+
+
+def write_chunk_file(
+    out: Path, stem: str, span: Span, blocks: Iterable[np.ndarray], sample_rate: int,
+    channels: int, subtype: str = "FLOAT",
+) -> Chunk:  # fmt: skip
+    """Write a chunk's context range (``blocks``) to ``out/{stem}-{index:04d}.wav`` under a
+    temporary name, renamed when complete (a splitter killed mid-write never leaves a
+    truncated chunk under the final name); the sha256 is taken from the finished file."""
+    final = out / f"{stem}-{span.index:04d}.wav"
+    tmp = temp_path(final)
+    try:
+        with open_wav_writer(tmp, sample_rate, channels, span.frames, subtype) as dst:
+            for block in blocks:
+                dst.write(block)
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return Chunk(index=span.index, path=str(final), sha256=sha256_file(final),
+                 size=final.stat().st_size, start=span.start, end=span.end,
+                 ctx_start=span.ctx_start, ctx_end=span.ctx_end, sample_rate=sample_rate,
+                 channels=channels)  # fmt: skip
+
+
 def plan_spans(
     path: str | os.PathLike[str],
     *,
@@ -190,21 +240,12 @@ def plan_spans(
         return [Span(0, 0, n, 0, n)]
     weights = chunk_weights(n / sr, chunk_seconds, taper)
     unit = n / sum(weights)
-    ends = list(itertools.accumulate(weights))
     window = max(1, round(rms_window_ms * sr / 1000))
     cuts = [0]
     with sf.SoundFile(str(path)) as f:
         for i in range(1, len(weights)):
-            target = round(ends[i - 1] * unit)
-            shorter = min(weights[i - 1], weights[i]) * unit
-            reach = min(round(search_seconds * sr), int(shorter / 4))
-            lo = max(cuts[-1] + window, target - reach - window // 2)
-            hi = min(n, target + reach + window - window // 2)
-            if hi - lo <= window:
-                cuts.append(target)
-                continue
-            mono = _read_mono(f, lo, hi)
-            cuts.append(lo + quietest_point(mono, window, target - lo))
+            target, lo, hi = cut_search(weights, i, unit, cuts[-1], sr, search_seconds, window)
+            cuts.append(place_cut(partial(_read_mono, f), target, lo, min(n, hi), window))
     cuts.append(n)
     return [
         Span(i, a, b, max(0, a - pad) // align * align, min(n, b + pad))
@@ -221,9 +262,8 @@ def write_chunks(
 ) -> list[Chunk]:
     """Write each span's context range to ``out_dir/{stem}-{index:04d}.wav``.
 
-    Files are written under a temporary name and renamed when complete, so a splitter killed
-    mid-write never leaves a truncated chunk under the final name; the sha256 is taken from
-    the finished file. PCM_16/24 and float inputs keep their sample format (lossless).
+    Each file is written by ``write_chunk_file`` (temporary name, renamed when complete).
+    PCM_16/24 and float inputs keep their sample format (lossless).
     """
     info = audio_info(path)
     subtype = info.subtype if info.subtype in _KEEP_SUBTYPES else "FLOAT"
@@ -234,32 +274,9 @@ def write_chunks(
         for span in spans:
             if not 0 <= span.ctx_start <= span.start < span.end <= span.ctx_end <= info.frames:
                 raise VoiceError("bad_chunks", f"span {span} does not fit {info.frames} frames")
-            final = out / f"{stem}-{span.index:04d}.wav"
-            tmp = temp_path(final)
-            try:
-                with open_wav_writer(
-                    tmp, info.sample_rate, info.channels, span.frames, subtype
-                ) as dst:
-                    for block in iter_blocks(src, span.ctx_start, span.ctx_end):
-                        dst.write(block)
-                os.replace(tmp, final)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            chunks.append(
-                Chunk(
-                    index=span.index,
-                    path=str(final),
-                    sha256=sha256_file(final),
-                    size=final.stat().st_size,
-                    start=span.start,
-                    end=span.end,
-                    ctx_start=span.ctx_start,
-                    ctx_end=span.ctx_end,
-                    sample_rate=info.sample_rate,
-                    channels=info.channels,
-                )
-            )
+            blocks = iter_blocks(src, span.ctx_start, span.ctx_end)
+            chunks.append(write_chunk_file(out, stem, span, blocks, info.sample_rate,
+                                           info.channels, subtype))  # fmt: skip
     return chunks
 
 

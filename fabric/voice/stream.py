@@ -32,47 +32,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from fabric.voice.audio import BLOCK_FRAMES, audio_info, probe, stderr_tail, temp_path
 from fabric.voice.errors import VoiceError
-from fabric.voice.join import DEFAULT_FADE_MS, DEFAULT_SOLA_MS, crossfade_gains, sola_lag
+from fabric.voice.join import (
+    DEFAULT_FADE_MS,
+    DEFAULT_SOLA_MS,
+    ChunkReader,
+    crossfade_gains,
+    sola_lag,
+)
 from fabric.voice.split import Span
 
 __all__ = ["MuxStream", "StreamJoiner", "muxed_suffix"]
 
 Sink = Callable[[np.ndarray], None]
 """Receives the joined audio in order, as float32 ``(frames, channels)`` blocks."""
-
-
-class _Reader:
-    """One converted chunk file, read at output positions plus its SOLA shift (zeros outside
-    the file), like ``join._Part``."""
-
-    def __init__(self, span: Span, path: str, channels: int) -> None:
-        self.span = span
-        self.path = path
-        self.channels = channels
-        self.shift = 0
-        self.file: sf.SoundFile | None = None
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        first = start + self.shift - self.span.ctx_start
-        last = stop + self.shift - self.span.ctx_start
-        out = np.zeros((stop - start, self.channels), dtype=np.float32)
-        lo, hi = max(first, 0), min(last, self.span.frames)
-        if hi > lo:
-            if self.file is None:
-                self.file = sf.SoundFile(self.path)
-            self.file.seek(lo)
-            data = self.file.read(hi - lo, dtype="float32", always_2d=True)
-            out[lo - first : lo - first + len(data)] = data
-        return out
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
 
 
 class StreamJoiner:
@@ -113,7 +88,7 @@ class StreamJoiner:
         self._lag = max(0, round(sola_ms * sample_rate / 1000))
         self._pos = 0  # next output frame to write
         self._next = 0  # index of the next chunk to add
-        self._cur: _Reader | None = None
+        self._cur: ChunkReader | None = None
         self._half = 0  # half-fade of the cut after the current chunk (< 1: a hard cut)
         self.seams: list[tuple[int, int, float, int]] = []  # (position, shift, corr, fade)
 
@@ -149,7 +124,7 @@ class StreamJoiner:
                 f"chunk {span.index}: {info.sample_rate} Hz x {info.channels} does not match "
                 f"the source's {self.sample_rate} Hz x {self.channels}",
             )
-        part = _Reader(span, str(path), self.channels)
+        part = ChunkReader(span, str(path), self.channels)
         prev = self._cur
         try:
             if prev is not None:
@@ -185,7 +160,7 @@ class StreamJoiner:
         if self._cur is not None:
             self._cur.close()
 
-    def _cross(self, part: _Reader, nxt: _Reader) -> None:
+    def _cross(self, part: ChunkReader, nxt: ChunkReader) -> None:
         """The cut between ``part`` and ``nxt`` (``self._pos`` is where its fade starts)."""
         cut = part.span.end
         half = self._half
@@ -207,7 +182,7 @@ class StreamJoiner:
         self.seams.append((cut, lag, corr, a1 - a0))
         self._pos = a1
 
-    def _copy(self, part: _Reader, start: int, stop: int) -> None:
+    def _copy(self, part: ChunkReader, start: int, stop: int) -> None:
         pos = start
         while pos < stop:
             n = min(BLOCK_FRAMES, stop - pos)

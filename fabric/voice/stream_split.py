@@ -22,7 +22,6 @@ aggregator never sees a plan for them).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import subprocess
 import tempfile
@@ -36,7 +35,6 @@ from fabric.voice.audio import (
     AudioInfo,
     open_wav_writer,
     probe,
-    sha256_file,
     stderr_tail,
     temp_path,
 )
@@ -45,8 +43,11 @@ from fabric.voice.split import (
     DEFAULT_RMS_WINDOW_MS,
     DEFAULT_SEARCH_SECONDS,
     Chunk,
+    Span,
     chunk_weights,
-    quietest_point,
+    cut_search,
+    place_cut,
+    write_chunk_file,
 )
 
 __all__ = ["split_while_decoding"]
@@ -75,6 +76,9 @@ class _Blocks:
         if not parts:
             return np.zeros((0, self.channels), dtype=np.float32)
         return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+    def mono(self, a: int, b: int) -> np.ndarray:
+        return np.asarray(self.read(a, b).mean(axis=1), dtype=np.float64)
 
     def drop_before(self, frame: int) -> None:
         while self.blocks and self.blocks[0][0] + len(self.blocks[0][1]) <= frame:
@@ -117,7 +121,6 @@ def split_while_decoding(
     weights = chunk_weights(duration, chunk_seconds, taper)
     count = len(weights)
     unit = duration * sr / sum(weights)
-    targets = [round(e * unit) for e in itertools.accumulate(weights)][:-1]
     align = max(1, align_for(sr)) if align_for is not None else 1
     pad = round(context_seconds * sr)
     window = max(1, round(rms_window_ms * sr / 1000))
@@ -130,12 +133,9 @@ def split_while_decoding(
     chunks: list[Chunk] = []
 
     def find_cuts(n: int | None) -> None:
-        while len(cuts) <= len(targets):
-            i = len(cuts)
-            target = targets[i - 1]
-            reach = min(round(search_seconds * sr), int(min(weights[i - 1], weights[i]) * unit / 4))
-            lo = max(cuts[-1] + window, target - reach - window // 2)
-            hi = target + reach + window - window // 2
+        while len(cuts) < count:
+            target, lo, hi = cut_search(weights, len(cuts), unit, cuts[-1], sr, search_seconds,
+                                        window)  # fmt: skip
             if n is None and blocks.end < hi:
                 return
             if n is not None:
@@ -146,11 +146,7 @@ def split_while_decoding(
                         f"the audio of {Path(media).name} ends at {n / sr:.3f} s, far before "
                         f"its stated {duration:.3f} s",
                     )
-            if hi - lo <= window:
-                cuts.append(target)
-                continue
-            mono = blocks.read(lo, hi).mean(axis=1, dtype=np.float64)
-            cuts.append(lo + quietest_point(mono, window, target - lo))
+            cuts.append(place_cut(blocks.mono, target, lo, hi, window))
 
     def write_ready(n: int | None) -> None:
         while len(chunks) < count:
@@ -165,7 +161,9 @@ def split_while_decoding(
             ctx_end = b + pad if n is None else min(n, b + pad)
             if n is None and blocks.end < ctx_end:
                 return
-            chunks.append(_write_chunk(blocks, out, stem, k, a, b, ctx_start, ctx_end, sr))
+            span = Span(k, a, b, ctx_start, ctx_end)
+            data = blocks.read(ctx_start, ctx_end)
+            chunks.append(write_chunk_file(out, stem, span, [data], sr, channels))
             if on_chunk is not None:
                 on_chunk(chunks[-1], count)
             if k + 1 < len(cuts):  # keep from the next chunk's context on
@@ -211,22 +209,3 @@ def split_while_decoding(
             with contextlib.suppress(FileNotFoundError):
                 tmp_source.unlink()
     return AudioInfo(str(final_source), n, sr, channels, "FLOAT"), chunks
-
-
-def _write_chunk(
-    blocks: _Blocks, out: Path, stem: str, index: int, start: int, end: int,
-    ctx_start: int, ctx_end: int, sr: int,
-) -> Chunk:  # fmt: skip
-    """One chunk file, written under a temporary name and renamed when complete."""
-    final = out / f"{stem}-{index:04d}.wav"
-    tmp = temp_path(final)
-    try:
-        with open_wav_writer(tmp, sr, blocks.channels, ctx_end - ctx_start) as dst:
-            dst.write(blocks.read(ctx_start, ctx_end))
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return Chunk(index=index, path=str(final), sha256=sha256_file(final),
-                 size=final.stat().st_size, start=start, end=end, ctx_start=ctx_start,
-                 ctx_end=ctx_end, sample_rate=sr, channels=blocks.channels)  # fmt: skip
