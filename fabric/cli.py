@@ -168,22 +168,7 @@ async def _task(args: argparse.Namespace, settings: Settings) -> int:
             rows = await tasks_api.list_tasks(
                 app, status=args.status, account=args.account, limit=args.limit
             )
-            out(
-                table(
-                    rows,
-                    [
-                        "id",
-                        "status",
-                        "state",
-                        "platform",
-                        "account_name",
-                        "title",
-                        "scheduled_time",
-                        "retry_count",
-                        "error",
-                    ],
-                )
-            )
+            out(table(rows, list(tasks_api.LIST_COLUMNS)))
             return 0
         if not args.id:
             raise UsageError(f"task {args.action} needs a task id")

@@ -73,6 +73,20 @@ async def submit(app: App, spec: dict[str, Any], source: str = "cli") -> str:
     return str(event.data["task_id"])
 
 
+LIST_COLUMNS = (
+    "id",
+    "status",
+    "state",
+    "platform",
+    "account_name",
+    "title",
+    "scheduled_time",
+    "retry_count",
+    "error",
+)
+"""What ``list_tasks`` returns per task (and ``fabric task list`` shows), in order."""
+
+
 async def list_tasks(
     app: App, *, status: str | None = None, account: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
@@ -83,25 +97,11 @@ async def list_tasks(
     if account:
         where.append("account_name=?")
         params.append(account)
-    sql = (
-        "SELECT id, status, state, platform, account_name, title, scheduled_time, retry_count,"
-        " error FROM tasks"
-    )
+    sql = f"SELECT {', '.join(LIST_COLUMNS)} FROM tasks"
     if where:
         sql += " WHERE " + " AND ".join(where)
     rows = await app.db.fetchall(sql + f" ORDER BY created_at DESC LIMIT {int(limit)}", params)
-    keys = [
-        "id",
-        "status",
-        "state",
-        "platform",
-        "account_name",
-        "title",
-        "scheduled_time",
-        "retry_count",
-        "error",
-    ]
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return [dict(zip(LIST_COLUMNS, r, strict=True)) for r in rows]
 
 
 async def _row(
