@@ -27,6 +27,7 @@ from functools import partial
 
 from fabric._sqlite import GroupCommit, SqliteThread
 from fabric.log import TP, Message, OnRevoke, Record, partition_for
+from fabric.log._bell import SAFETY_S, Doorbell
 from fabric.log._partitioned import PartitionedSubscription
 from fabric.log.assign import round_robin
 
@@ -81,6 +82,8 @@ class SqliteLog:
         self._started = False
         self._subs: set[_SqliteSubscription] = set()
         self._rr = 0
+        # appends from other processes: their doorbell (see fabric.log._bell)
+        self._bell: Doorbell | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +94,8 @@ class SqliteLog:
             conn.executescript(_SCHEMA)
 
         await self._writer.call(schema)
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            self._bell = Doorbell.open(self.path + "-bell", self._heard)
         self._started = True
 
     async def close(self) -> None:
@@ -99,6 +104,9 @@ class SqliteLog:
         await self._appends.wait_idle()
         await self._writer.close()
         await self._reader.close()
+        if self._bell is not None:
+            self._bell.close()
+            self._bell = None
 
     async def __aenter__(self) -> SqliteLog:
         await self.start()
@@ -168,7 +176,13 @@ class SqliteLog:
         self._notify({m.topic for m in messages})
         return result
 
+    def _heard(self) -> None:
+        for sub in self._subs:
+            sub._heard()
+
     def _notify(self, topics: set[str]) -> None:
+        if self._bell is not None:
+            self._bell.ring()
         for topic in topics:
             self._appended[topic] = self._appended.get(topic, 0) + 1
             for wake in self._waiters.get(topic, ()):
@@ -282,10 +296,14 @@ class _SqliteSubscription(PartitionedSubscription):
         self._joined: asyncio.Event = asyncio.Event()
         self._draining: dict[TP, asyncio.Task[None]] = {}
         self._data_version = -1
-        # wake-ups from appends in this process; other processes are seen by polling
+        # wake-ups: appends in this process set _wake at once; other processes' appends are
+        # seen by looking (a query per partition), every poll interval, or with the doorbell
+        # only after it rang (at most once per poll interval, and at least every SAFETY_S)
         self._wake = asyncio.Event()
         self._seen_appends = -1
-        self._last_poll = 0.0
+        self._seen_rings = -1
+        self._last_look = 0.0
+        self._ring_timer: asyncio.TimerHandle | None = None
         for topic in self.topics:
             log._waiters.setdefault(topic, set()).add(self._wake)
 
@@ -391,16 +409,58 @@ class _SqliteSubscription(PartitionedSubscription):
 
         await self._log._writer.transaction(work)
 
+    def _bell(self) -> Doorbell | None:
+        bell = self._log._bell
+        return bell if bell is not None and bell.usable() else None
+
+    def _should_look(self, changed: bool, now: float) -> bool:
+        """Whether ``_fetch`` queries: always after an append here or a reset; otherwise
+        once per poll interval, and with a working doorbell only if it rang (or SAFETY_S
+        passed). A ring that comes too soon is answered by a wake at the interval's end."""
+        if changed or self._data_version == -1:
+            return True
+        due = self._last_look + self._log.poll_interval
+        bell = self._bell()
+        if bell is None:
+            return now >= due
+        if now - self._last_look >= SAFETY_S:
+            return True
+        if bell.rings == self._seen_rings:
+            return False
+        if now >= due:
+            return True
+        self._rang(due - now)
+        return False
+
+    def _heard(self) -> None:
+        """The doorbell rang: look again, but not sooner than a poll interval after the last
+        look."""
+        self._rang(self._last_look + self._log.poll_interval - time.monotonic())
+
+    def _rang(self, delay: float = 0.0) -> None:
+        """The doorbell rang (or must be answered in ``delay`` s): wake the next wait."""
+        if delay <= 0:
+            self._wake.set()
+        elif self._ring_timer is None:
+            self._ring_timer = asyncio.get_running_loop().call_later(delay, self._ring_due)
+
+    def _ring_due(self) -> None:
+        self._ring_timer = None
+        self._wake.set()
+
     async def _fetch(self, wanted: list[tuple[TP, int]], max_records: int) -> list[Record]:
         log = self._log
         appends = sum(log._appended.get(t, 0) for t in self.topics)
         changed = appends != self._seen_appends
         now = time.monotonic()
-        if not changed and self._data_version != -1 and now - self._last_poll < log.poll_interval:
-            return []  # nothing appended here; another process's appends can wait a poll
+        if not self._should_look(changed, now):
+            if self._bell() is not None:
+                self._wake.clear()  # the rings are counted; a due one is on its timer
+            return []  # another process's appends can wait a poll
         self._wake.clear()  # appends from now on wake the next wait
         self._seen_appends = appends
-        self._last_poll = now
+        self._seen_rings = log._bell.rings if log._bell is not None else -1
+        self._last_look = now
         metas = {tp[0]: log._meta[tp[0]][0] for tp, _ in wanted}
 
         def fetch(conn: sqlite3.Connection) -> list[Record]:
@@ -432,13 +492,20 @@ class _SqliteSubscription(PartitionedSubscription):
         await self._log._writer.transaction(work)
 
     async def _wait(self, timeout: float) -> None:
+        if self._bell() is None:
+            timeout = min(timeout, self._log.poll_interval)
+        else:
+            timeout = min(timeout, max(0.0, self._last_look + SAFETY_S - time.monotonic()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), min(timeout, self._log.poll_interval))
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
+            self._ring_timer = None
         if self._hb_task is not None:
             self._hb_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
