@@ -6,7 +6,6 @@ import pytest
 from fabric.log import _bell
 from fabric.log._bell import SAFETY_S
 from fabric.log.sqlite import SqliteLog
-
 from tests.log.contract import ProcessContract
 
 
