@@ -70,6 +70,7 @@ from fabric.events import Event, loads, new_event  # noqa: E402
 from fabric.runtime import Consumer, Context  # noqa: E402
 from fabric.timeutil import parse  # noqa: E402
 from fabric.voice.audio import extract_audio, sha256_file, write_wav  # noqa: E402
+from fabric.voice.engines import keep_freed_memory  # noqa: E402
 from fabric.voice.pipeline import convert_file  # noqa: E402
 from fabric.voice.split import chunk_weights  # noqa: E402
 
@@ -288,7 +289,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Each measurement ``--repeat`` times, keeping the fastest (the machine is shared: a
     slower run measured someone else's load, not this code)."""
     root = Path(tempfile.mkdtemp(prefix="fabric-bench-voice-"))
-    out: dict[str, Any] = {"seconds": args.seconds, "sample_rate": args.rate}
+    # the workers' pool processes keep freed engine memory; the one-process path gets the
+    # same allocator settings here, so the comparison is engine against engine
+    out: dict[str, Any] = {"seconds": args.seconds, "sample_rate": args.rate,
+                           "keep_freed_memory": keep_freed_memory()}  # fmt: skip
     try:
         video, out["source"] = make_source(root, args.seconds, args.rate)
         frames = extract_audio(video, root / "decoded.wav").frames  # AAC adds a little

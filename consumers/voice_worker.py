@@ -125,7 +125,8 @@ def _ended(chunk: Path) -> None:
 
 def _pool_init(parent: int, nice: int) -> None:
     """Pool process initializer: get SIGKILL when the worker dies (Linux), so a killed
-    worker's chunk is not finished by an orphan nobody listens to; lower the priority."""
+    worker's chunk is not finished by an orphan nobody listens to; lower the priority; keep
+    freed engine memory for the next chunk (``keep_freed_memory``)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -133,6 +134,9 @@ def _pool_init(parent: int, nice: int) -> None:
         os._exit(0)
     if nice > 0:
         os.nice(nice)
+    from fabric.voice.engines import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def _warm() -> int:
