@@ -1,17 +1,21 @@
 """A doorbell between processes sharing one SQLite log: "records were appended".
 
 A subscription in one process learns of records appended by another only by looking:
-``PRAGMA data_version`` and a query per partition, every poll interval, on a worker thread.
-An idle voice worker spent 5 % of a core on that (50 looks a second). The doorbell makes the
-look conditional: every process that appends writes one byte to ``<log>-bell`` after the
-commit, and every process watches that file with inotify. A subscription skips the look
-when the bell has not rung since its last one; it still looks at least every
-``SAFETY_S`` (a writer without the bell, a file system without inotify events).
+``PRAGMA data_version`` and a query per partition on a worker thread. Looking every poll
+interval (20 ms) cost an idle voice worker 5 % of a core. With the doorbell, every process
+that appends writes one byte to ``<log>-bell`` after the commit (once per loop iteration),
+and every process watches that file with inotify:
+
+- a subscription looks only if the bell rang since its last look (or ``SAFETY_S`` passed:
+  a writer without the bell, a file system without inotify events);
+- when the bell has not rung for ``ACTIVE_S``, a waiting subscription stops polling and
+  sleeps until the next ring (or ``SAFETY_S``); on a busy log it polls as before, so a
+  stream of rings costs no more than the poll did.
 
 The bell rings after the commit is complete, so a look that starts after the ring sees the
 records; a ring processed late only delays the look to the next poll. Heartbeats and offset
 commits do not ring: they are not records. Linux only (inotify through libc); elsewhere
-``Doorbell.open`` returns ``None`` and the subscriptions poll as before.
+``Doorbell.open`` returns ``None`` and subscriptions poll every interval as before.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SAFETY_S", "Doorbell"]
+__all__ = ["ACTIVE_S", "SAFETY_S", "Doorbell"]
 
 SAFETY_S = 1.0  # the longest a subscription goes without a look, bell or no bell
+ACTIVE_S = 0.1  # rung this recently: keep polling every poll interval (a busy log)
 _IN_MODIFY = 0x2
 
 
@@ -49,7 +55,9 @@ class Doorbell:
         self._watch = watch  # the inotify descriptor, read when it is rung
         self.loop = loop
         self.rings = 0
+        self.heard_at = float("-inf")  # time.monotonic() of the last ring heard
         self._on_ring = on_ring
+        self._ring_due = False
         loop.add_reader(watch, self._heard)
 
     @classmethod
@@ -73,6 +81,18 @@ class Doorbell:
     def ring(self) -> None:
         os.pwrite(self._fd, b"\0", 0)
 
+    def ring_soon(self) -> None:
+        """Ring once at the end of this loop iteration, for all the commits it saw."""
+        if not self.usable():
+            self.ring()
+        elif not self._ring_due:
+            self._ring_due = True
+            self.loop.call_soon(self._ring_now)
+
+    def _ring_now(self) -> None:
+        self._ring_due = False
+        self.ring()
+
     def _heard(self) -> None:
         try:
             while os.read(self._watch, 4096):
@@ -80,6 +100,7 @@ class Doorbell:
         except BlockingIOError:
             pass
         self.rings += 1
+        self.heard_at = time.monotonic()
         self._on_ring()
 
     def usable(self) -> bool:

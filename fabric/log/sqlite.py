@@ -27,7 +27,7 @@ from functools import partial
 
 from fabric._sqlite import GroupCommit, SqliteThread
 from fabric.log import TP, Message, OnRevoke, Record, partition_for
-from fabric.log._bell import SAFETY_S, Doorbell
+from fabric.log._bell import ACTIVE_S, SAFETY_S, Doorbell
 from fabric.log._partitioned import PartitionedSubscription
 from fabric.log.assign import round_robin
 
@@ -178,11 +178,12 @@ class SqliteLog:
 
     def _heard(self) -> None:
         for sub in self._subs:
-            sub._heard()
+            if sub._sleeping:
+                sub._wake.set()
 
     def _notify(self, topics: set[str]) -> None:
         if self._bell is not None:
-            self._bell.ring()
+            self._bell.ring_soon()
         for topic in topics:
             self._appended[topic] = self._appended.get(topic, 0) + 1
             for wake in self._waiters.get(topic, ()):
@@ -303,12 +304,13 @@ class _SqliteSubscription(PartitionedSubscription):
         self._seen_appends = -1
         self._seen_rings = -1
         self._last_look = 0.0
-        self._ring_timer: asyncio.TimerHandle | None = None
+        self._sleeping = False  # in a long wait that only a ring or an append here ends
         for topic in self.topics:
             log._waiters.setdefault(topic, set()).add(self._wake)
 
     def _dirty(self) -> None:
         self._data_version = -1
+        self._wake.set()  # a sleeping wait (see _wait) must look now, not at the next ring
 
     async def _ensure_started(self) -> None:
         if self._hb_task is None:
@@ -414,39 +416,17 @@ class _SqliteSubscription(PartitionedSubscription):
         return bell if bell is not None and bell.usable() else None
 
     def _should_look(self, changed: bool, now: float) -> bool:
-        """Whether ``_fetch`` queries: always after an append here or a reset; otherwise
-        once per poll interval, and with a working doorbell only if it rang (or SAFETY_S
-        passed). A ring that comes too soon is answered by a wake at the interval's end."""
+        """Whether ``_fetch`` queries: at once after an append here or a reset; otherwise
+        not sooner than a poll interval after the last look, and with a working doorbell
+        only if it rang since (or SAFETY_S passed)."""
         if changed or self._data_version == -1:
             return True
-        due = self._last_look + self._log.poll_interval
-        bell = self._bell()
-        if bell is None:
-            return now >= due
-        if now - self._last_look >= SAFETY_S:
-            return True
-        if bell.rings == self._seen_rings:
+        if now - self._last_look < self._log.poll_interval:
             return False
-        if now >= due:
+        bell = self._bell()
+        if bell is None or now - self._last_look >= SAFETY_S:
             return True
-        self._rang(due - now)
-        return False
-
-    def _heard(self) -> None:
-        """The doorbell rang: look again, but not sooner than a poll interval after the last
-        look."""
-        self._rang(self._last_look + self._log.poll_interval - time.monotonic())
-
-    def _rang(self, delay: float = 0.0) -> None:
-        """The doorbell rang (or must be answered in ``delay`` s): wake the next wait."""
-        if delay <= 0:
-            self._wake.set()
-        elif self._ring_timer is None:
-            self._ring_timer = asyncio.get_running_loop().call_later(delay, self._ring_due)
-
-    def _ring_due(self) -> None:
-        self._ring_timer = None
-        self._wake.set()
+        return bell.rings != self._seen_rings
 
     async def _fetch(self, wanted: list[tuple[TP, int]], max_records: int) -> list[Record]:
         log = self._log
@@ -455,7 +435,7 @@ class _SqliteSubscription(PartitionedSubscription):
         now = time.monotonic()
         if not self._should_look(changed, now):
             if self._bell() is not None:
-                self._wake.clear()  # the rings are counted; a due one is on its timer
+                self._wake.clear()  # set by a ring, which is counted: the next poll looks
             return []  # another process's appends can wait a poll
         self._wake.clear()  # appends from now on wake the next wait
         self._seen_appends = appends
@@ -492,20 +472,25 @@ class _SqliteSubscription(PartitionedSubscription):
         await self._log._writer.transaction(work)
 
     async def _wait(self, timeout: float) -> None:
-        if self._bell() is None:
-            timeout = min(timeout, self._log.poll_interval)
+        """Until an append here, a poll interval, or (with the doorbell, when it has not
+        rung for ACTIVE_S) the next ring or SAFETY_S after the last look."""
+        bell = self._bell()
+        now = time.monotonic()
+        self._sleeping = bell is not None and now - bell.heard_at >= ACTIVE_S
+        if self._sleeping:
+            timeout = min(timeout, max(0.0, self._last_look + SAFETY_S - now))
         else:
-            timeout = min(timeout, max(0.0, self._last_look + SAFETY_S - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            timeout = min(timeout, self._log.poll_interval)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self._sleeping = False
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-            self._ring_timer = None
         if self._hb_task is not None:
             self._hb_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
