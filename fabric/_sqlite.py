@@ -11,6 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import tenacity
+
 __all__ = ["GroupCommit", "SqliteThread", "connect"]
 
 T = TypeVar("T")
@@ -24,13 +26,28 @@ def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _wal(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     # checkpoint the WAL every ~16 MB instead of every 4 MB: checkpoints run inside a
     # commit and were a large share of the time of small, frequent transactions
     conn.execute("PRAGMA wal_autocheckpoint=4000")
     return conn
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(
+        lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+    ),
+    wait=tenacity.wait_exponential(multiplier=0.01, max=0.5) + tenacity.wait_random(0, 0.01),
+    stop=tenacity.stop_after_delay(30),
+    reraise=True,
+)
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Two processes opening a new (rollback-journal) file at once can get
+    "database is locked" here at once, without the busy timeout: the switch needs the file
+    to itself for a moment, so it is tried again with backoff (up to the busy timeout)."""
+    conn.execute("PRAGMA journal_mode=WAL")
 
 
 class SqliteThread:
