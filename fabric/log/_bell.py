@@ -63,11 +63,15 @@ class Doorbell:
     @classmethod
     def open(cls, path: str, on_ring: Callable[[], None]) -> Doorbell | None:
         """The bell at ``path`` (created 0600), watched from the running loop, which calls
-        ``on_ring`` after each ring it hears; ``None`` where inotify is not available."""
+        ``on_ring`` after each ring it hears; ``None`` where inotify is not available or
+        the bell cannot be opened for writing."""
         libc = _libc()
         if libc is None:
             return None
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except OSError:  # a read-only directory or file: poll instead
+            return None
         watch = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if watch < 0:
             os.close(fd)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,4 +67,22 @@ class TestDoorbell:
             assert await sub.getmany(timeout=0.05) == []
             await there.publish("t", "k", b"v")
             assert [r.value for r in await sub.getmany(timeout=SAFETY_S / 2)] == [b"v"]
+            await sub.close()
+
+    async def test_a_bell_that_cannot_be_opened_means_polling(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_open = os.open
+
+        def refuse_bell(path: str, *args: Any, **kwargs: Any) -> int:
+            if str(path).endswith("-bell"):
+                raise PermissionError(13, "read-only", path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(_bell.os, "open", refuse_bell)
+        async with SqliteLog(tmp_path / "log.db", 2) as log:
+            assert log._bell is None
+            await log.publish("t", "k", b"v")
+            sub = log.subscribe("g", ["t"])
+            assert [r.value for r in await sub.getmany(timeout=0.5)] == [b"v"]
             await sub.close()
