@@ -4,6 +4,10 @@ Every record of ``fabric.tasks`` is read from offset 0, validated like the live 
 validates it (an event the projector dead-lettered is skipped here too), and run through the
 same ``project`` function; the rows and ``projector_offsets`` are written in batches, one
 transaction each. A task's events all sit in one partition, so partitions are independent.
+
+A record whose event id was already seen is skipped, as the live projector's inbox skips
+it: the log is at-least-once, and a copy appended again later (an outbox flush repeated
+after a slow or lost acknowledgement) must not re-apply an old event over newer ones.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ async def replay(
     log: Log, db: Database, *, topic: str = TOPIC, batch: int = 5000
 ) -> dict[str, Any]:
     reg = registry()
-    events = skipped = 0
+    events = skipped = duplicates = 0
     started = time.perf_counter()
     for partition in sorted(await log.end_offsets(topic)):
         offset = 0
+        seen: set[str] = set()  # event ids: copies of one event share its key's partition
         while records := await log.read(topic, partition, offset, batch):
             ops: list[Op] = []
             for rec in records:
@@ -38,6 +43,10 @@ async def replay(
                 except (DecodeError, SchemaError):
                     skipped += 1
                     continue
+                if event.id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(event.id)
                 if event.type in PROJECTED:
                     ops.extend(project(event, db.dialect))
                     events += 1
@@ -55,6 +64,7 @@ async def replay(
     return {
         "events": events,
         "skipped": skipped,
+        "duplicates": duplicates,
         "seconds": round(seconds, 3),
         "events_per_s": round(events / seconds, 1) if seconds else None,
     }
