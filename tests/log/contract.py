@@ -364,6 +364,23 @@ class ProcessContract(LogContract):
             *extra,
         )
 
+    async def _warm_up(self, log: Log, topic: str, state: str, start: int) -> int:
+        """Pings ``start``, ``start + 1``, ... one per partition a round, until members a
+        and b both handled some (then both hold partitions). Returns the next free seq."""
+        seq = start
+
+        async def both_hold_partitions() -> bool:
+            nonlocal seq
+            members = Counter(m for _, m in self._handled(state))
+            if members["a"] and members["b"]:
+                return True
+            await self._publish_pings(log, topic, 4, start=seq)
+            seq += 4
+            return False
+
+        await eventually(both_hold_partitions, 90, "both members")
+        return seq
+
     async def _publish_pings(self, log: Log, topic: str, n: int, start: int = 0) -> None:
         await log.create_topics([topic], 4)
         await log.publish_batch(
@@ -380,20 +397,8 @@ class ProcessContract(LogContract):
         await log.create_topics([topic], 4)
         procs = [self._member(tmp_path, topic, group, name, "--delay-ms", "5") for name in "ab"]
         try:
-            # warm-up until both members handled some (both hold partitions): published
-            # before they start, a member that starts a second earlier does all the work
-            members = lambda: Counter(m for _, m in self._handled(state))  # noqa: E731
-            warm = n
-
-            async def both_hold_partitions() -> bool:
-                nonlocal warm
-                if members()["a"] and members()["b"]:
-                    return True
-                await self._publish_pings(log, topic, 4, start=warm)
-                warm += 4
-                return False
-
-            await eventually(both_hold_partitions, 90, "both members")
+            # load published before they start would all go to whichever started first
+            warm = await self._warm_up(log, topic, state, start=n)
             await self._publish_pings(log, topic, n)
             await eventually(lambda: len(self._handled(state)) >= warm, 90, f"{warm} handled")
         finally:
@@ -416,20 +421,8 @@ class ProcessContract(LogContract):
         a = self._member(tmp_path, topic, group, "a", "--delay-ms", "10")
         b = self._member(tmp_path, topic, group, "b", "--delay-ms", "10")
         try:
-            # warm-up, one event per partition a round, until both members handled some:
-            # then both hold partitions, and the real load starts
             members = lambda: Counter(m for _, m in self._handled(state))  # noqa: E731
-            warm = n
-
-            async def both_hold_partitions() -> bool:
-                nonlocal warm
-                if members()["a"] and members()["b"]:
-                    return True
-                await self._publish_pings(log, topic, 4, start=warm)
-                warm += 4
-                return False
-
-            await eventually(both_hold_partitions, 90, "both members")
+            warm = await self._warm_up(log, topic, state, start=n)
             await self._publish_pings(log, topic, n)
             await eventually(
                 lambda: members()["a"] >= 8 and members()["b"] >= 8,
