@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -35,9 +35,12 @@ ACTIVE_S = 0.1  # rung this recently: keep polling every poll interval (a busy l
 _IN_MODIFY = 0x2
 
 
+@functools.cache
 def _libc() -> Any:
+    """The C library as loaded into this process (``find_library`` would run ldconfig on
+    every log start)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     if not hasattr(libc, "inotify_init1"):
