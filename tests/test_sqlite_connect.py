@@ -1,12 +1,14 @@
-"""fabric._sqlite.connect: several processes may open a new database file at the same time."""
+"""fabric._sqlite: several processes may open a new database file at the same time; calls run
+inline while the database is free and on the worker thread while another process locks it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
 
-from fabric._sqlite import connect
+from fabric._sqlite import SqliteThread, connect
 
 
 def test_simultaneous_opens_of_a_new_file_all_switch_to_wal(tmp_path: Path) -> None:
@@ -42,3 +44,39 @@ def test_simultaneous_opens_of_a_new_file_all_switch_to_wal(tmp_path: Path) -> N
             t.join()
     assert errors == []
     assert modes == {"wal"}
+
+
+async def test_calls_run_inline_and_go_to_the_thread_while_another_writer_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "t.db")
+    t = SqliteThread(path, "t", "FULL")
+    await t.transaction(lambda c: c.execute("CREATE TABLE t (x)"))
+    loop_thread = threading.get_ident()
+    ran_on: list[int] = []
+
+    def insert(conn: sqlite3.Connection) -> int:
+        ran_on.append(threading.get_ident())
+        return conn.execute("INSERT INTO t VALUES (1)").rowcount
+
+    assert await t.transaction(insert) == 1
+    assert ran_on == [loop_thread] and t.deferred == 0
+
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer
+    other.execute("BEGIN IMMEDIATE")
+    pending = asyncio.create_task(t.transaction(insert))
+    read = asyncio.create_task(t.call(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()))
+    for _ in range(20):  # the loop keeps running: nothing waits in SQLite's busy handler on it
+        await asyncio.sleep(0)
+    assert not pending.done() and t.deferred == 1
+    assert not read.done()  # queued behind the deferred write, in order, on the thread
+    other.execute("COMMIT")
+    other.close()
+    assert await pending == 1
+    assert await read == (2,)
+    assert ran_on[1] != loop_thread
+
+    assert await t.transaction(insert) == 1  # the lock is gone: inline again
+    assert ran_on[2] == loop_thread
+    assert await t.call(lambda c: c.execute("PRAGMA busy_timeout").fetchone()) == (0,)
+    await t.close()

@@ -93,7 +93,7 @@ class SqliteLog:
         def schema(conn: sqlite3.Connection) -> None:
             conn.executescript(_SCHEMA)
 
-        await self._writer.call(schema)
+        await self._writer.call(schema, inline=False)
         if self.path != ":memory:" and not self.path.startswith("file:"):
             self._bell = Doorbell.open(self.path + "-bell", self._heard)
         self._started = True

@@ -157,7 +157,7 @@ class SqliteDatabase:
         def work(conn: sqlite3.Connection) -> None:
             conn.executescript(sql)
 
-        await self._t.call(work)
+        await self._t.call(work, inline=False)
 
     async def apply(self, units: Sequence[Unit]) -> list[bool]:
         return await self._units.submit(list(units))
