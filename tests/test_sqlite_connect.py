@@ -80,3 +80,29 @@ async def test_calls_run_inline_and_go_to_the_thread_while_another_writer_holds_
     assert ran_on[2] == loop_thread
     assert await t.call(lambda c: c.execute("PRAGMA busy_timeout").fetchone()) == (0,)
     await t.close()
+
+
+async def test_a_cancelled_caller_leaves_its_job_queued_ahead_of_later_calls(
+    tmp_path: Path,
+) -> None:
+    """The worker thread runs on a job whose caller stopped waiting; until the job ends,
+    calls must queue behind it, not use the connection beside it from the event loop."""
+    t = SqliteThread(str(tmp_path / "t.db"), "t", "FULL")
+    await t.transaction(lambda c: c.execute("CREATE TABLE t (x)"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow_write(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    write = asyncio.create_task(t.call(slow_write, inline=False))
+    await asyncio.to_thread(started.wait, 10)
+    write.cancel()
+    count = asyncio.create_task(t.call(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert write.cancelled() and not count.done()
+    release.set()
+    assert await count == (1,)  # after the cancelled caller's job, on the same thread
+    await t.close()
