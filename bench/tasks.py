@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,25 +66,28 @@ def settings(home: Path) -> Settings:
 SECOND = ("projector", "notifier", "cleanup")
 
 
+@contextlib.asynccontextmanager
+async def second_process(home: Path, processes: int) -> AsyncIterator[None]:
+    """With ``processes == 2``, ``fabric consume`` SECOND beside this process, stopped with
+    SIGTERM (a graceful stop) whatever happens meanwhile."""
+    if processes == 1:
+        yield
+        return
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fabric", "--home", str(home), "--log-level", "WARNING",
+        "consume", *SECOND, env={**os.environ, **env(home)}, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
 async def lifecycle(home: Path, n: int, processes: int = 1) -> tuple[float, dict[str, int]]:
     video = make_video(home / "clip.mp4", 1.0, "160x120")
-    second = None
     names = [c for c in DEFAULT if processes == 1 or c not in SECOND]
-    async with App(settings(home)) as app:
-        if processes > 1:
-            second = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "fabric",
-                "--home",
-                str(home),
-                "--log-level",
-                "WARNING",
-                "consume",
-                *SECOND,
-                env={**os.environ, **env(home)},
-                cwd=ROOT,
-            )
+    async with App(settings(home)) as app, second_process(home, processes):
         accounts = [f"acct{i}" for i in range(10)]
         for name in accounts:
             await app.accounts.add("local", name)
@@ -120,9 +125,6 @@ async def lifecycle(home: Path, n: int, processes: int = 1) -> tuple[float, dict
         finished = parse(str(last).replace(" ", "T") + "+00:00").timestamp()
         stop.set()
         await runner
-        if second is not None:
-            second.terminate()  # SIGTERM: a graceful stop
-            await second.wait()
     return n / (finished - started), states
 
 
