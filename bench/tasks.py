@@ -12,6 +12,8 @@
   (``fabric consume projector notifier cleanup``), sharing the log and the database: the
   one-process run keeps one event loop busy (100 % of a core) while the second core is 43 %
   idle. Alternated here: 224 / 273 tasks/s in one process, 281 / 303 in two.
+  ``--second NAMES`` picks another split: with the publisher, or the media consumer and the
+  publisher, moved too, 293 and 264 against 347 for the default split (one run each).
 * ``replay_events_per_s``: ``fabric replay`` of the read model from offset 0 into an empty
   SQLite database (read, validate, project, write).
 
@@ -67,7 +69,9 @@ SECOND = ("projector", "notifier", "cleanup")
 
 
 @contextlib.asynccontextmanager
-async def second_process(home: Path, processes: int) -> AsyncIterator[None]:
+async def second_process(
+    home: Path, processes: int, second: tuple[str, ...] = SECOND
+) -> AsyncIterator[None]:
     """With ``processes == 2``, ``fabric consume`` SECOND beside this process, stopped with
     SIGTERM (a graceful stop) whatever happens meanwhile."""
     if processes == 1:
@@ -75,7 +79,7 @@ async def second_process(home: Path, processes: int) -> AsyncIterator[None]:
         return
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fabric", "--home", str(home), "--log-level", "WARNING",
-        "consume", *SECOND, env={**os.environ, **env(home)}, cwd=ROOT,
+        "consume", *second, env={**os.environ, **env(home)}, cwd=ROOT,
     )  # fmt: skip
     try:
         yield
@@ -84,10 +88,12 @@ async def second_process(home: Path, processes: int) -> AsyncIterator[None]:
         await proc.wait()
 
 
-async def lifecycle(home: Path, n: int, processes: int = 1) -> tuple[float, dict[str, int]]:
+async def lifecycle(
+    home: Path, n: int, processes: int = 1, second: tuple[str, ...] = SECOND
+) -> tuple[float, dict[str, int]]:
     video = make_video(home / "clip.mp4", 1.0, "160x120")
-    names = [c for c in DEFAULT if processes == 1 or c not in SECOND]
-    async with App(settings(home)) as app, second_process(home, processes):
+    names = [c for c in DEFAULT if processes == 1 or c not in second]
+    async with App(settings(home)) as app, second_process(home, processes, second):
         accounts = [f"acct{i}" for i in range(10)]
         for name in accounts:
             await app.accounts.add("local", name)
@@ -182,7 +188,8 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fabric-bench-tasks-") as folder:
         home = Path(folder) / "lifecycle"
-        rate, states = await lifecycle(home, args.tasks, args.processes)
+        second = tuple(args.second.split(","))
+        rate, states = await lifecycle(home, args.tasks, args.processes, second)
         out["tasks_per_s"] = rate
         out["tasks_completed"] = states.get("completed", 0)
         result = await rebuild(home)
@@ -205,6 +212,9 @@ if __name__ == "__main__":
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--timers", type=int, default=10_000)
     ap.add_argument("--processes", type=int, choices=(1, 2), default=1)
+    ap.add_argument(
+        "--second", default=",".join(SECOND), help="consumers of the second process, by name"
+    )
     args = ap.parse_args()
     import logging
 
