@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Task lifecycle benchmark (embedded SQLite log, local platform, one process).
+"""Task lifecycle benchmark (embedded SQLite log, local platform, one process by default).
 
     python bench/tasks.py [--json] [--tasks 5000] [--timers 10000] [--processes 1|2]
 

@@ -21,15 +21,17 @@ I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
 
 
+BUSY_S = 30  # how long a call on a connection's thread waits for another writer's lock
+
+
 def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) on a 0600 WAL file."""
     if path != ":memory:" and not os.path.exists(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_S)
     _wal(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
     # checkpoint the WAL every ~16 MB instead of every 4 MB: checkpoints run inside a
     # commit and were a large share of the time of small, frequent transactions
     conn.execute("PRAGMA wal_autocheckpoint=4000")
@@ -38,10 +40,10 @@ def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
 
 @tenacity.retry(
     retry=tenacity.retry_if_exception(
-        lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        lambda e: isinstance(e, sqlite3.OperationalError) and _locked(e)
     ),
     wait=tenacity.wait_exponential(multiplier=0.01, max=0.5) + tenacity.wait_random(0, 0.01),
-    stop=tenacity.stop_after_delay(30),
+    stop=tenacity.stop_after_delay(BUSY_S),
     reraise=True,
 )
 def _wal(conn: sqlite3.Connection) -> None:
@@ -75,7 +77,7 @@ class SqliteThread:
     one uses it, and SQLite answers "bad parameter or other API misuse".
     """
 
-    BUSY_MS = 30_000
+    BUSY_MS = BUSY_S * 1000
 
     def __init__(self, path: str, name: str, synchronous: str) -> None:
         self._ex = ThreadPoolExecutor(1, thread_name_prefix=name)
