@@ -216,10 +216,14 @@ S.append(
     schema(
         "task.scheduled",
         T,
-        "The task waits for its due time (a durable timer).",
+        "The task waits for its due time (a durable timer), or, without timer_id, was due"
+        " when it was accepted: it starts at once, with no timer.",
         {"due_at": TIME, "timer_id": {"type": "string"}},
-        ["due_at", "timer_id"],
-        [{"due_at": "2026-12-01T17:00:00.000Z", "timer_id": "t1:due:1"}],
+        ["due_at"],
+        [
+            {"due_at": "2026-12-01T17:00:00.000Z", "timer_id": "t1:due:1"},
+            {"due_at": "2026-11-29T10:00:00.000Z"},
+        ],
     )
 )
 S.append(

@@ -235,11 +235,21 @@ def decide(
         timer = f"{after.task_id}:due:1"
         assert verdict.due_at is not None and verdict.video is not None
         retries = int(after.spec.get("max_retries", policy.max_retries))
+        accepted = Emit(
+            "task.accepted",
+            {"video": dict(verdict.video), "due_at": verdict.due_at, "max_retries": retries},
+        )
+        if parse(verdict.due_at) <= parse(event.time):
+            # due already (no time given, or one within the grace window): no timer to wait
+            # for, so processing starts in the same step, not a scheduler round trip later
+            ready = dataclasses.replace(after, video=dict(verdict.video))
+            return [
+                accepted,
+                Emit("task.scheduled", {"due_at": verdict.due_at}),
+                *_process(ready, list(after.targets.values())),
+            ]
         return [
-            Emit(
-                "task.accepted",
-                {"video": dict(verdict.video), "due_at": verdict.due_at, "max_retries": retries},
-            ),
+            accepted,
             Emit(
                 "timer.set",
                 {"timer_id": timer, "due_at": verdict.due_at, "purpose": "due", "target": None},

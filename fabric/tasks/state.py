@@ -233,7 +233,9 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
     if kind == "task.rejected":
         return dataclasses.replace(state, status="rejected", error=dict(data))
     if kind in ("task.scheduled", "task.rescheduled"):
-        timers = (*(t for t in state.timers if ":due:" not in t), data["timer_id"])
+        timers = tuple(t for t in state.timers if ":due:" not in t)
+        if "timer_id" in data:  # absent when the task was due at once (no timer)
+            timers = (*timers, data["timer_id"])
         return dataclasses.replace(state, status="scheduled", due_at=data["due_at"], timers=timers)
     if kind == "timer.fired":
         return dataclasses.replace(

@@ -19,6 +19,7 @@ YT = {"platform": "youtube", "account": "main"}
 IG = {"platform": "instagram", "account": "brand"}
 VIDEO = {"path": "/v.mp4", "sha256": "a" * 64, "size": 10}
 T0 = "2026-11-29T10:00:00.000Z"
+LATER = "2026-11-29T11:00:00.000Z"  # a due time an hour after the events' time
 ERR = {"class": "transient", "code": "backendError", "message": "Backend Error"}
 
 
@@ -57,7 +58,8 @@ class Machine:
             self.feed(ev(emit.type, emit.data))
 
 
-OK = Verdict(ok=True, video=VIDEO, due_at=T0)
+OK = Verdict(ok=True, video=VIDEO, due_at=LATER)
+DUE_NOW = Verdict(ok=True, video=VIDEO, due_at=T0)
 
 
 def scheduled(m: Machine, **spec: Any) -> None:
@@ -75,11 +77,33 @@ def test_created_and_valid_is_accepted_and_scheduled() -> None:
     assert types(out) == ["task.accepted", "timer.set", "task.scheduled"]
     assert out[1].data == {
         "timer_id": f"{TID}:due:1",
-        "due_at": T0,
+        "due_at": LATER,
         "purpose": "due",
         "target": None,
     }
     assert out[0].data["max_retries"] == POLICY.max_retries
+
+
+@pytest.mark.parametrize("due", [T0, "2026-11-29T09:55:00.000Z"])  # now, or just past
+def test_created_and_already_due_starts_at_once_without_a_timer(due: str) -> None:
+    m = Machine()
+    out = m.feed(created(targets=[YT, IG]), Verdict(ok=True, video=VIDEO, due_at=due))
+    assert types(out) == ["task.accepted", "task.scheduled", "task.started", "media.requested"]
+    assert out[1].data == {"due_at": due}
+    assert out[2].data == {"stage": "processing", "step": "media", "targets": [YT, IG]}
+    assert out[3].data["video"] == VIDEO and out[3].data["targets"] == [YT, IG]
+    m.apply_own()
+    assert m.state is not None
+    assert (m.state.status, m.state.timers, m.state.due_at) == ("processing", (), due)
+    assert {t.status for t in m.state.targets.values()} == {"preparing"}
+    assert types(m.feed(prepared(YT))) == ["task.started", "publish.requested"]
+
+
+def test_created_and_already_due_with_a_voice_step_requests_the_voice_first() -> None:
+    m = Machine()
+    out = m.feed(created(voice={"engine": "world", "pitch": 3}), DUE_NOW)
+    assert types(out) == ["task.accepted", "task.scheduled", "task.started", "voice.requested"]
+    assert out[3].data == {"video": VIDEO, "voice": {"engine": "world", "pitch": 3}}
 
 
 def test_created_but_invalid_is_rejected_with_the_reason() -> None:
