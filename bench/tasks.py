@@ -8,12 +8,14 @@
   ``completed`` in the read model: N / (last completion - first creation).
 * ``timer_lateness_p99_ms``: T durable timers all due at the same second; lateness is the
   time from due to a consumer receiving ``timer.fired`` (end to end, not just the firing).
-* ``--processes 2`` runs the projector, notifier and cleanup in a second process
-  (``fabric consume projector notifier cleanup``), sharing the log and the database: the
-  one-process run keeps one event loop busy (100 % of a core) while the second core is 43 %
-  idle. Alternated here: 224 / 273 tasks/s in one process, 281 / 303 in two.
-  ``--second NAMES`` picks another split: with the publisher, or the media consumer and the
-  publisher, moved too, 293 and 264 against 347 for the default split (one run each).
+* ``--processes 2`` starts a second process beside this one, sharing the log and the
+  database. By default (``--second all``) it runs every consumer too (``fabric consume
+  --all``): each consumer group has two members, and the log's assignment gives each half of
+  the partitions, so each process carries half of the tasks. ``--second NAMES`` moves the
+  named consumers to the second process instead (the split measured in stop 12:
+  projector, notifier, cleanup). Why: in one process the event loop thread is 100 % busy
+  while the other core is partly idle. 3,000 tasks, alternated in one session (tasks/s):
+  one process 135 and 140, ``all`` 162 and 161, ``projector,notifier,cleanup`` 160 and 132.
 * ``replay_events_per_s``: ``fabric replay`` of the read model from offset 0 into an empty
   SQLite database (read, validate, project, write).
 
@@ -63,23 +65,26 @@ def settings(home: Path) -> Settings:
     return Settings.from_env(env=env(home), home=home)
 
 
-# With --processes 2, these run in a second process (``fabric consume ...``): they read every
-# task event but decide nothing the others wait for, so the split costs no extra hops.
-SECOND = ("projector", "notifier", "cleanup")
+# With --processes 2, what the second process (``fabric consume ...``) runs. ``all``: every
+# consumer, as this process does, so each group has two members and the log's assignment
+# gives each half of the partitions (half of the tasks). A list of names moves those
+# consumers out of this process instead.
+SECOND = ("all",)
 
 
 @contextlib.asynccontextmanager
 async def second_process(
     home: Path, processes: int, second: tuple[str, ...] = SECOND
 ) -> AsyncIterator[None]:
-    """With ``processes == 2``, ``fabric consume`` SECOND beside this process, stopped with
-    SIGTERM (a graceful stop) whatever happens meanwhile."""
+    """With ``processes == 2``, ``fabric consume`` SECOND (``--all`` for ``all``) beside this
+    process, stopped with SIGTERM (a graceful stop) whatever happens meanwhile."""
     if processes == 1:
         yield
         return
+    names = ["--all"] if second == SECOND else list(second)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fabric", "--home", str(home), "--log-level", "WARNING",
-        "consume", *second, env={**os.environ, **env(home)}, cwd=ROOT,
+        "consume", *names, env={**os.environ, **env(home)}, cwd=ROOT,
     )  # fmt: skip
     try:
         yield
@@ -92,7 +97,7 @@ async def lifecycle(
     home: Path, n: int, processes: int = 1, second: tuple[str, ...] = SECOND
 ) -> tuple[float, dict[str, int]]:
     video = make_video(home / "clip.mp4", 1.0, "160x120")
-    names = [c for c in DEFAULT if processes == 1 or c not in second]
+    names = [c for c in DEFAULT if processes == 1 or second == SECOND or c not in second]
     async with App(settings(home)) as app, second_process(home, processes, second):
         accounts = [f"acct{i}" for i in range(10)]
         for name in accounts:
@@ -213,7 +218,10 @@ if __name__ == "__main__":
     ap.add_argument("--timers", type=int, default=10_000)
     ap.add_argument("--processes", type=int, choices=(1, 2), default=1)
     ap.add_argument(
-        "--second", default=",".join(SECOND), help="consumers of the second process, by name"
+        "--second",
+        default=",".join(SECOND),
+        help="with --processes 2: 'all' (every consumer in both processes, the partitions"
+        " split between them) or the consumers to move to the second process, by name",
     )
     args = ap.parse_args()
     import logging
