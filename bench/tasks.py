@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Task lifecycle benchmark (embedded SQLite log, local platform, one process by default).
 
-    python bench/tasks.py [--json] [--tasks 5000] [--timers 10000] [--processes 1|2]
+    python bench/tasks.py [--json] [--tasks 5000] [--timers 10000] [--latency 20] [--processes 1|2]
 
 * ``tasks_per_s``: N tasks (to 10 local accounts, one generated video) from ``task.created``
   through validation, scheduling, media preparation, upload, interactions and projection to
   ``completed`` in the read model: N / (last completion - first creation).
+* ``task_latency_p50_ms`` / ``_max_ms``: 20 tasks due now, one at a time on an idle
+  system, from publishing ``task.created`` to a consumer receiving ``task.completed``.
 * ``timer_lateness_p99_ms``: T durable timers all due at the same second; lateness is the
   time from due to a consumer receiving ``timer.fired`` (end to end, not just the firing).
 * ``--processes 2`` starts a second process beside this one, sharing the log and the
@@ -93,6 +95,13 @@ async def second_process(
         await proc.wait()
 
 
+def created(video: Path, account: str, title: str, comment: str | None = None) -> Event:
+    task_id = new_id()
+    data = {"task_id": task_id, "title": title, "video": {"path": str(video)},
+            "targets": [{"platform": "local", "account": account}], "comment": comment}  # fmt: skip
+    return new_event("task.created", data, subject=task_id, source="bench")
+
+
 async def lifecycle(
     home: Path, n: int, processes: int = 1, second: tuple[str, ...] = SECOND
 ) -> tuple[float, dict[str, int]]:
@@ -106,23 +115,10 @@ async def lifecycle(
         runner = asyncio.create_task(app.runtime.run([load(c, app) for c in names], stop))
         started = time.time()
         for start in range(0, n, 500):
-            events = []
-            for i in range(start, min(n, start + 500)):
-                task_id = new_id()
-                events.append(
-                    new_event(
-                        "task.created",
-                        {
-                            "task_id": task_id,
-                            "title": f"bench {i}",
-                            "video": {"path": str(video)},
-                            "targets": [{"platform": "local", "account": accounts[i % 10]}],
-                            "comment": "bench" if i % 2 else None,
-                        },
-                        subject=task_id,
-                        source="bench",
-                    )
-                )
+            events = [
+                created(video, accounts[i % 10], f"bench {i}", "bench" if i % 2 else None)
+                for i in range(start, min(n, start + 500))
+            ]
             await app.runtime.bus.publish(*events)
         while True:
             rows = await app.db.fetchall("SELECT state, COUNT(*) FROM tasks GROUP BY state")
@@ -137,6 +133,39 @@ async def lifecycle(
         stop.set()
         await runner
     return n / (finished - started), states
+
+
+async def latency(home: Path, n: int) -> dict[str, float]:
+    """N tasks due now, one at a time on an idle system: from publishing ``task.created``
+    to a consumer receiving ``task.completed`` (the first task, not counted, absorbs the
+    consumers' start-up)."""
+    video = make_video(home / "clip.mp4", 1.0, "160x120")
+    async with App(settings(home)) as app:
+        await app.accounts.add("local", "acct")
+        ended: dict[str, asyncio.Event] = {}
+
+        async def completed(event: Event, ctx: Context) -> None:
+            ended.setdefault(event.subject or "", asyncio.Event()).set()
+
+        stop = asyncio.Event()
+        watcher = Consumer(
+            "completion-watch", ["fabric.tasks"], completed, accepts=frozenset({"task.completed"})
+        )
+        consumers = [load(c, app) for c in DEFAULT] + [watcher]
+        runner = asyncio.create_task(app.runtime.run(consumers, stop))
+        took: list[float] = []
+        for i in range(n + 1):
+            event = created(video, "acct", f"latency {i}")
+            done = ended.setdefault(event.subject or "", asyncio.Event())
+            t0 = time.time()
+            await app.runtime.bus.publish(event)
+            await asyncio.wait_for(done.wait(), 60)
+            if i:
+                took.append((time.time() - t0) * 1000)
+        stop.set()
+        await runner
+    took.sort()
+    return {"p50": took[len(took) // 2], "max": took[-1]}
 
 
 async def timers(home: Path, n: int) -> dict[str, float]:
@@ -200,6 +229,9 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         result = await rebuild(home)
         out["replay_events_per_s"] = result["events_per_s"]
         out["replay_events"] = result["events"]
+        took = await latency(Path(folder) / "latency", args.latency)
+        out["task_latency_p50_ms"] = took["p50"]
+        out["task_latency_max_ms"] = took["max"]
         lat = await timers(Path(folder) / "timers", args.timers)
         out["timer_lateness_p50_ms"] = lat["p50"]
         out["timer_lateness_p99_ms"] = lat["p99"]
@@ -216,6 +248,7 @@ if __name__ == "__main__":
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--timers", type=int, default=10_000)
+    ap.add_argument("--latency", type=int, default=20, help="tasks for task_latency_*")
     ap.add_argument("--processes", type=int, choices=(1, 2), default=1)
     ap.add_argument(
         "--second",
