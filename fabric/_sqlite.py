@@ -143,12 +143,7 @@ class SqliteThread:
         The COMMIT's fsync (synchronous FULL) is waited for inline too: handing only the
         COMMIT to the thread measured slower on the tasks bench (248-272 against 274-284
         tasks/s, alternated), the hand-off costing more than the wait it frees."""
-        body = partial(_body, fn=fn)
-        if self._free():
-            result = self._attempt(body)
-            if result is not _LOCKED:
-                return result  # type: ignore[return-value]
-        return await self._on_thread(body)
+        return await self.call(partial(_body, fn=fn))
 
     async def close(self) -> None:
         def shut(conn: sqlite3.Connection) -> None:

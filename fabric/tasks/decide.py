@@ -232,7 +232,6 @@ def decide(
                     },
                 )
             ]
-        timer = f"{after.task_id}:due:1"
         assert verdict.due_at is not None and verdict.video is not None
         retries = int(after.spec.get("max_retries", policy.max_retries))
         accepted = Emit(
@@ -248,6 +247,7 @@ def decide(
                 Emit("task.scheduled", {"due_at": verdict.due_at}),
                 *_process(ready, list(after.targets.values())),
             ]
+        timer = f"{after.task_id}:due:1"
         return [
             accepted,
             Emit(
