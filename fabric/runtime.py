@@ -51,6 +51,12 @@ __all__ = ["Consumer", "Context", "Permanent", "Runtime"]
 log = logging.getLogger("fabric.runtime")
 
 OUTBOX_SWEEP_S = 10.0
+# The sweep takes only outbox rows committed at least this long ago. A live member publishes
+# its rows right after the commit; a sweep that took one still in flight (another process of
+# the group, or this one between commit and publish) would append it a second time and, worse,
+# ahead of what its member appends first (``emit_now`` notices): a publisher's
+# publish.completed before its publish.started left tasks in ``publishing`` for good.
+OUTBOX_GRACE_S = 5.0
 
 Handler = Callable[[Event, "Context"], Awaitable[None]]
 
@@ -646,13 +652,17 @@ class _Worker:
         await self.rt.db.outbox_done([r.event_id for r in rows])
 
     async def _drain_outbox(self) -> None:
-        """Publish what was committed but not published: at start (a previous run of this
-        member died in between) and every OUTBOX_SWEEP_S (another member of the group died
-        in between; its redelivered causes are duplicates here, so only this sweep publishes
-        their effects). A row published twice keeps its event id: consumers drop the copy."""
+        """Publish what was committed but not published, once it is OUTBOX_GRACE_S old: at
+        start (a previous run of this member died in between) and every OUTBOX_SWEEP_S
+        (another member of the group died in between; its redelivered causes are duplicates
+        here, so only this sweep publishes their effects; or this run's own row, left after
+        a failed publish). A row published twice keeps its event id: consumers drop the
+        copy."""
+        before = int((time.time() - OUTBOX_GRACE_S) * 1000)
         rows = await self.rt.db.fetchall(
-            "SELECT event_id, topic, msg_key, part, value FROM outbox WHERE consumer=?",
-            (self.spec.name,),
+            "SELECT event_id, topic, msg_key, part, value FROM outbox"
+            " WHERE consumer=? AND created_ms <= ?",
+            (self.spec.name, before),
         )
         done = self.rt.db.published_pending() if hasattr(self.rt.db, "published_pending") else ()
         rows = [r for r in rows if r[0] not in done]

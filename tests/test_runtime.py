@@ -94,6 +94,38 @@ async def test_committed_but_unpublished_events_are_swept_out(
     await db.close()
 
 
+async def test_the_sweep_leaves_rows_younger_than_the_grace_to_their_live_member(
+    tmp_path: Path,
+) -> None:
+    """A row committed just now belongs to a member that is about to publish it (after its
+    ``emit_now`` notices): a sweep that took it would append it twice and out of order. The
+    sweep takes it only once it is OUTBOX_GRACE_S old."""
+    import time
+
+    from fabric.runtime import OUTBOX_GRACE_S, _Worker
+
+    log = MemoryLog(partitions=1)
+    db = SqliteDatabase(str(tmp_path / "state.db"))
+    await db.start()
+    rt = Runtime(log, db)
+    await rt.bus.ensure_topics()
+    worker = _Worker(rt, Consumer("c", ["t"], lambda e, c: asyncio.sleep(0)))
+    now = time.time()
+    rows = {}
+    for seq, age in ((1, 0.0), (2, OUTBOX_GRACE_S + 1)):  # in flight, orphaned
+        row = rows[seq] = rt.outbox_row(new_event("probe.ping", {"seq": seq}, subject="s"))
+        await db.execute(
+            "INSERT INTO outbox (event_id, consumer, topic, msg_key, part, value, created_ms)"
+            " VALUES (?, 'c', ?, ?, ?, ?, ?)",
+            (row.event_id, row.topic, row.key, row.partition, row.value, int((now - age) * 1000)),
+        )
+    await worker._drain_outbox()
+    await worker._drain_outbox()  # the orphan's deletion waits for the next transaction
+    records = await log.read("fabric.probe", 0, 0, 10)
+    assert [r.value for r in records] == [rows[2].value]
+    await db.close()
+
+
 async def test_an_unordered_consumer_starts_the_record_appended_first(tmp_path: Path) -> None:
     """Whatever order partitions come in (it follows lease hand-overs), the next record to
     start is the one appended first, ties going to the lower partition: a voice task's

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,12 +107,13 @@ def insert_ignore(dialect: str, table: str, row: dict[str, Any]) -> Op:
 
 
 _OUTBOX_INSERT = (
-    "INTO outbox (event_id, consumer, topic, msg_key, part, value) VALUES (?, ?, ?, ?, ?, ?)"
+    "INTO outbox (event_id, consumer, topic, msg_key, part, value, created_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-def _outbox_params(unit: Unit, row: OutboxRow) -> Params:
-    return (row.event_id, unit.consumer, row.topic, row.key, row.partition, row.value)
+def _outbox_params(unit: Unit, row: OutboxRow, now_ms: int) -> Params:
+    return (row.event_id, unit.consumer, row.topic, row.key, row.partition, row.value, now_ms)
 
 
 class SqliteDatabase:
@@ -172,6 +174,7 @@ class SqliteDatabase:
         return set(self._published)
 
     def _apply(self, conn: sqlite3.Connection, items: list[Unit]) -> list[bool]:
+        now_ms = int(time.time() * 1000)
         if self._published:
             done, self._published = self._published, []
             conn.executemany("DELETE FROM outbox WHERE event_id=?", [(i,) for i in done])
@@ -190,7 +193,7 @@ class SqliteDatabase:
             if unit.outbox:
                 conn.executemany(
                     "INSERT OR IGNORE " + _OUTBOX_INSERT,
-                    [_outbox_params(unit, r) for r in unit.outbox],
+                    [_outbox_params(unit, r, now_ms) for r in unit.outbox],
                 )
             out.append(True)
         return out
@@ -289,6 +292,7 @@ class MysqlDatabase:
 
     async def apply(self, units: Sequence[Unit]) -> list[bool]:
         async def work(cur: Any) -> list[bool]:
+            now_ms = int(time.time() * 1000)
             out = []
             for unit in units:
                 if unit.inbox is not None:
@@ -304,7 +308,7 @@ class MysqlDatabase:
                 if unit.outbox:
                     await cur.executemany(
                         "INSERT IGNORE " + self._q(_OUTBOX_INSERT),
-                        [_outbox_params(unit, r) for r in unit.outbox],
+                        [_outbox_params(unit, r, now_ms) for r in unit.outbox],
                     )
                 out.append(True)
             return out
@@ -330,7 +334,13 @@ async def migrate(db: SqliteDatabase | MysqlDatabase) -> list[str]:
         version = path.stem
         if version in done:
             continue
-        await db.script(path.read_text())  # DDL is IF NOT EXISTS: racing processes are fine
+        try:
+            await db.script(path.read_text())
+        except Exception as exc:
+            # CREATE is IF NOT EXISTS, so a racing process is harmless there; ADD COLUMN has
+            # no such clause on SQLite or MySQL: the racer that lost sees a duplicate column
+            if "duplicate column" not in str(exc).lower():
+                raise
         await db.execute(
             *insert_ignore(
                 db.dialect, "schema_migrations", {"version": version, "applied_at": utcnow()}

@@ -188,9 +188,20 @@ def _deferred(ev: Event, d: str) -> list[Op]:
 
 
 def _pub_started(ev: Event, d: str) -> list[Op]:
-    uid = upload_id(ev.subject or "", ev.data["target"]["platform"], ev.data["target"]["account"])
+    # the row may hold the upload's outcome already: this notice is appended outside the
+    # publisher's transaction and can land after it; it must not turn published back into
+    # uploading
+    target = ev.data["target"]
+    uid = upload_id(ev.subject or "", target["platform"], target["account"])
+    row = {"upload_id": uid, "task_id": ev.subject, "platform": target["platform"],
+           "account_name": target["account"], "status": "uploading"}  # fmt: skip
     return [
-        _upload(ev, d, status="uploading", attempts=ev.data["attempt"]),
+        insert_ignore(d, "uploads", row),
+        (
+            "UPDATE uploads SET status=?, attempts=?, updated_at=?"
+            " WHERE upload_id=? AND status NOT IN (?, ?)",
+            ("uploading", ev.data["attempt"], sql(ev.time), uid, "published", "failed"),
+        ),
         (
             "UPDATE uploads SET started_at=COALESCE(started_at, ?) WHERE upload_id=?",
             (sql(ev.time), uid),

@@ -291,12 +291,12 @@ def evolve(state: TaskState | None, event: Event) -> TaskState | None:
         return _with_target(state, target, status="deferred", error=dict(data["error"]))
     if kind == "publish.started":
         target = _target(state, data)
-        return (
-            state
-            if target is None
-            else _with_target(
-                state, target, status="requested", attempts=max(target.attempts, data["attempt"])
-            )
+        # a notice that arrives after its upload's outcome (it is published outside the
+        # publisher's transaction, so a crash or a sweep can reorder them) changes nothing
+        if target is None or target.status in ("published", "failed"):
+            return state
+        return _with_target(
+            state, target, status="requested", attempts=max(target.attempts, data["attempt"])
         )
     if kind == "publish.completed":
         target = _target(state, data)

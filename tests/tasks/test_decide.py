@@ -554,3 +554,38 @@ def test_metadata_update_without_a_published_video_is_refused() -> None:
     scheduled(m)
     out = m.feed(ev("metadata.update_requested", {"changes": {"privacy": "public"}}))
     assert out[0].data["code"] == "nothing_published"
+
+
+@pytest.mark.parametrize("outcome", ["publish.completed", "publish.failed"])
+def test_a_publish_started_notice_after_its_outcome_changes_nothing(outcome: str) -> None:
+    """publish.started is appended outside the publisher's transaction: after a crash, or an
+    outbox sweep, it can land after the upload's outcome. It must not reopen the target (a
+    task stuck in ``publishing``, as two bench processes once left two tasks)."""
+    m = Machine()
+    start(m, comment="hi")
+    m.apply_own()
+    if outcome == "publish.completed":
+        data = {"target": YT, "attempt": 1, "video_id": "v1", "url": "u1"}
+    else:
+        error = {**ERR, "class": "permanent"}
+        data = {"target": YT, "attempt": 1, "error": error, "retryable": False}
+    decided = m.feed(ev(outcome, data))
+    assert m.state is not None
+    after = m.state
+    late = m.feed(ev("publish.started", {"target": YT, "attempt": 1, "resuming": False}))
+    assert late == []
+    assert m.state.targets == after.targets
+    assert m.state.status == after.status
+    if outcome == "publish.completed":
+        (target,) = after.targets.values()
+        (iid,) = target.interactions
+        done = m.feed(
+            ev(
+                "interaction.posted",
+                {"target": YT, "interaction_id": iid, "kind": "comment", "video_id": "v1"},
+            )
+        )
+        assert types(done) == ["task.completed"]
+    else:
+        assert types(decided) == ["task.failed"]
+        assert [t.status for t in m.state.targets.values()] == ["failed"]
