@@ -31,6 +31,8 @@ class App:
         self.log: Log = open_log(self.settings.log_url, partitions=self.settings.partitions)
         self.db: Database = open_db(self.settings.db_url)
         self.runtime = Runtime(self.log, self.db, namespace=self.settings.namespace)
+        if sweep := self.settings.get("FABRIC_OUTBOX_SWEEP_S"):
+            self.runtime.outbox_sweep_s = float(sweep)
         self.intents = DbIntentStore(self.db)
         self.runtime.services["app"] = self
 

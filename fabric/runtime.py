@@ -133,12 +133,18 @@ class Stats:
 
 
 class _Overlay:
-    """kv writes of handled-but-uncommitted events of one batch, visible to the next ones."""
+    """What one batch's handlers leave before its commit: kv writes, visible to the next
+    events of the batch, and ``emit_now`` appends still in flight, awaited before the
+    commit. Per batch, not per worker: a worker runs batches of several partitions (and an
+    unordered one several records) at once, and one batch must not await, or miss, the
+    notices of another (a batch that found the list emptied by its neighbour committed and
+    published publish.completed ahead of its own publish.started)."""
 
-    __slots__ = ("values",)
+    __slots__ = ("notices", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, bytes | None] = {}
+        self.notices: list[asyncio.Future[Any]] = []
 
 
 class Context:
@@ -193,7 +199,7 @@ class Context:
         is queued, not awaited here: the runtime awaits it before the handler's outbox is
         published, so these events still land first."""
         ev = self.event.caused(type, data, source=self._w.spec.name, subject=subject)
-        self._w.pending.append(asyncio.ensure_future(self._w.rt.bus.publish(ev)))
+        self._overlay.notices.append(asyncio.ensure_future(self._w.rt.bus.publish(ev)))
         return ev
 
     def sql(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -251,6 +257,8 @@ class Runtime:
         self.workers: dict[str, _Worker] = {}
         self.revoke_grace = 30.0
         self.shutdown_grace = 30.0
+        self.outbox_sweep_s = OUTBOX_SWEEP_S
+        self.outbox_grace_s = OUTBOX_GRACE_S
         self.services: dict[str, Any] = {}  # shared objects consumers look up (platforms, ...)
 
     async def run(self, consumers: Sequence[Consumer], stop: asyncio.Event) -> None:
@@ -318,7 +326,6 @@ class _Worker:
         # (a task's state lives with its events), and a partition to one member at a time:
         # while it is assigned nobody else writes them. Cleared on every revocation.
         self.kv_cache: dict[str, bytes | None] = {}
-        self.pending: list[asyncio.Future[Any]] = []  # emit_now appends in flight
         self._retrying = AsyncRetrying(
             stop=stop_after_attempt(spec.max_attempts),
             wait=wait_exponential_jitter(
@@ -351,7 +358,7 @@ class _Worker:
         drained = time.monotonic()
         try:
             while not stop.is_set():
-                if time.monotonic() - drained > OUTBOX_SWEEP_S:
+                if time.monotonic() - drained > self.rt.outbox_sweep_s:
                     drained = time.monotonic()
                     await self._drain_outbox()
                 records = await sub.getmany(spec.batch_max * 4, 0.2)
@@ -517,9 +524,8 @@ class _Worker:
                 units.append(ctx.unit())
             origin.append(rec)
         stats.handled += handled
-        if self.pending:
-            pending, self.pending = self.pending, []
-            await asyncio.gather(*pending)
+        if overlay.notices:
+            await asyncio.gather(*overlay.notices)
         if units:
             applied = await self._apply(units, origin)
             for key, value in overlay.values.items():
@@ -652,13 +658,13 @@ class _Worker:
         await self.rt.db.outbox_done([r.event_id for r in rows])
 
     async def _drain_outbox(self) -> None:
-        """Publish what was committed but not published, once it is OUTBOX_GRACE_S old: at
-        start (a previous run of this member died in between) and every OUTBOX_SWEEP_S
+        """Publish what was committed but not published, once it is ``outbox_grace_s`` old:
+        at start (a previous run of this member died in between) and every ``outbox_sweep_s``
         (another member of the group died in between; its redelivered causes are duplicates
         here, so only this sweep publishes their effects; or this run's own row, left after
         a failed publish). A row published twice keeps its event id: consumers drop the
         copy."""
-        before = int((time.time() - OUTBOX_GRACE_S) * 1000)
+        before = int((time.time() - self.rt.outbox_grace_s) * 1000)
         rows = await self.rt.db.fetchall(
             "SELECT event_id, topic, msg_key, part, value FROM outbox"
             " WHERE consumer=? AND created_ms <= ?",

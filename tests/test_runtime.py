@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
+
+import orjson
 
 from fabric.dlq import list_dead_letters
 from fabric.events import Event, encode, new_event
@@ -50,18 +53,14 @@ async def test_a_state_write_the_database_refuses_is_dead_lettered_not_retried_f
     await db.close()
 
 
-async def test_committed_but_unpublished_events_are_swept_out(
-    tmp_path: Path, monkeypatch: object
-) -> None:
+async def test_committed_but_unpublished_events_are_swept_out(tmp_path: Path) -> None:
     """Another member committed a handler's effects and died before publishing them: the
     live member's periodic outbox sweep publishes them (once: same event id)."""
-    import fabric.runtime as runtime
-
-    monkeypatch.setattr(runtime, "OUTBOX_SWEEP_S", 0.1)  # type: ignore[attr-defined]
     log = MemoryLog(partitions=1)
     db = SqliteDatabase(str(tmp_path / "state.db"))
     await db.start()
     rt = Runtime(log, db)
+    rt.outbox_sweep_s = 0.1
     await rt.bus.ensure_topics()
 
     async def handle(event: Event, ctx: Context) -> None:
@@ -99,10 +98,10 @@ async def test_the_sweep_leaves_rows_younger_than_the_grace_to_their_live_member
 ) -> None:
     """A row committed just now belongs to a member that is about to publish it (after its
     ``emit_now`` notices): a sweep that took it would append it twice and out of order. The
-    sweep takes it only once it is OUTBOX_GRACE_S old."""
+    sweep takes it only once it is ``outbox_grace_s`` old."""
     import time
 
-    from fabric.runtime import OUTBOX_GRACE_S, _Worker
+    from fabric.runtime import _Worker
 
     log = MemoryLog(partitions=1)
     db = SqliteDatabase(str(tmp_path / "state.db"))
@@ -112,7 +111,7 @@ async def test_the_sweep_leaves_rows_younger_than_the_grace_to_their_live_member
     worker = _Worker(rt, Consumer("c", ["t"], lambda e, c: asyncio.sleep(0)))
     now = time.time()
     rows = {}
-    for seq, age in ((1, 0.0), (2, OUTBOX_GRACE_S + 1)):  # in flight, orphaned
+    for seq, age in ((1, 0.0), (2, rt.outbox_grace_s + 1)):  # in flight, orphaned
         row = rows[seq] = rt.outbox_row(new_event("probe.ping", {"seq": seq}, subject="s"))
         await db.execute(
             "INSERT INTO outbox (event_id, consumer, topic, msg_key, part, value, created_ms)"
@@ -124,6 +123,67 @@ async def test_the_sweep_leaves_rows_younger_than_the_grace_to_their_live_member
     records = await log.read("fabric.probe", 0, 0, 10)
     assert [r.value for r in records] == [rows[2].value]
     await db.close()
+
+
+async def test_a_batch_commits_only_after_its_own_notices_are_appended(tmp_path: Path) -> None:
+    """``emit_now`` notices belong to their batch. Two partitions' batches run at once; the
+    first's notice is slow to append. Its outbox event must still land after the notice,
+    and the second batch, which has no notice, must not wait for it."""
+    from collections.abc import Sequence
+
+    gate = asyncio.Event()
+
+    class SlowNotices(MemoryLog):
+        async def publish_batch(self, messages: Sequence[Message]) -> list[tuple[int, int]]:
+            if any(b'"seq":100' in m.value for m in messages):
+                await gate.wait()
+            return await super().publish_batch(messages)
+
+    log = SlowNotices(partitions=2)
+    db = SqliteDatabase(str(tmp_path / "state.db"))
+    await db.start()
+    rt = Runtime(log, db)
+    await rt.bus.ensure_topics()
+    second_handled = asyncio.Event()
+
+    async def handle(event: Event, ctx: Context) -> None:
+        if event.data["seq"] == 0:
+            await ctx.emit_now("probe.ping", {"seq": 100}, subject="s")  # the notice
+            ctx.emit("probe.ping", {"seq": 101}, subject="s")  # the outcome, after it
+            await second_handled.wait()  # the other batch reaches its commit meanwhile
+        else:
+            ctx.emit("probe.ping", {"seq": 201}, subject="other")
+            second_handled.set()
+
+    for seq in (0, 1):
+        ev = new_event("probe.ping", {"seq": seq}, subject=f"in{seq}")
+        await log.publish_batch([Message("t", f"in{seq}", encode(ev), seq)])
+
+    async def published() -> list[int]:
+        out = []
+        for p in await log.end_offsets("fabric.probe"):
+            for r in await log.read("fabric.probe", p, 0, 10):
+                out.append(orjson.loads(r.value)["data"]["seq"])
+        return out
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run([Consumer("c", ["t"], handle, precheck=False)], stop))
+    await eventually(lambda: _any_of(published(), {101, 201}), 10, "an outcome appended")
+    gate.set()
+    await eventually(lambda: _all_of(published(), {100, 101, 201}), 10, "every event appended")
+    stop.set()
+    await task
+    seqs = await published()
+    assert seqs.index(100) < seqs.index(101)  # same subject, same partition: log order
+    await db.close()
+
+
+async def _any_of(seqs: Awaitable[list[int]], wanted: set[int]) -> bool:
+    return bool(wanted & set(await seqs))
+
+
+async def _all_of(seqs: Awaitable[list[int]], wanted: set[int]) -> bool:
+    return wanted <= set(await seqs)
 
 
 async def test_an_unordered_consumer_starts_the_record_appended_first(tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ class Harness:
             base["FABRIC_LOG"] = log_url
         if db_url:
             base["FABRIC_DB"] = db_url
-        self.settings = Settings.from_env(env={**base, **(env or {})}, home=tmp_path / "home")
+        self.env = {**base, **(env or {})}  # what a second process of this deployment needs
+        self.settings = Settings.from_env(env=self.env, home=tmp_path / "home")
         self.consumers = consumers
         self.app = App(self.settings)
         self._stop = asyncio.Event()

@@ -3,15 +3,20 @@ injected failures, on the embedded log and on Kafka."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
-from collections.abc import Callable
+import contextlib
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
 from fabric.platforms.local import _chance
-from tests.conftest import kafka_url
+from tests.conftest import ROOT, eventually, kafka_url
 from tests.tasks.harness import Harness
 
 ACCOUNTS = {
@@ -41,14 +46,21 @@ def expected(task_id: str, account: str) -> tuple[str, int]:
 
 
 class LifecycleContract:
+    env: dict[str, str] = {}
+
     def log_url(self, tmp_path: Path) -> str | None:
         return None
+
+    @contextlib.asynccontextmanager
+    async def beside(self, h: Harness) -> AsyncIterator[None]:
+        """Whatever else runs with the harness's consumers (nothing here)."""
+        yield
 
     async def test_many_tasks_with_injected_failures_end_as_expected(
         self, harness: Callable[..., Harness], video: Path, tmp_path: Path
     ) -> None:
         n = 200
-        async with harness(log_url=self.log_url(tmp_path)) as h:
+        async with harness(log_url=self.log_url(tmp_path), env=self.env) as h, self.beside(h):
             for name, settings in ACCOUNTS.items():
                 await h.account(name, **settings)
             names = list(ACCOUNTS)
@@ -83,6 +95,35 @@ class LifecycleContract:
 
 class TestEmbedded(LifecycleContract):
     pass
+
+
+class TestTwoProcesses(LifecycleContract):
+    """A second process (``fabric consume --all``) shares the embedded log and database:
+    every consumer group has two members, each with half of the partitions. Both sweep
+    their outbox every 50 ms, so a sweep that took a live member's rows (it once published
+    a publish.completed ahead of its publish.started, leaving tasks in ``publishing``)
+    would show here."""
+
+    env = {"FABRIC_OUTBOX_SWEEP_S": "0.05"}
+
+    @contextlib.asynccontextmanager
+    async def beside(self, h: Harness) -> AsyncIterator[None]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fabric", "--home", str(h.settings.home),
+            "--log-level", "WARNING", "consume", "--all",
+            env={**os.environ, **h.env}, cwd=ROOT,
+        )  # fmt: skip
+        def members() -> int:  # owners of the orchestrator's partitions
+            with contextlib.closing(sqlite3.connect(h.settings.home / "log.db")) as db:
+                sql = "SELECT COUNT(DISTINCT owner) FROM leases WHERE grp LIKE '%orchestrator'"
+                return int(db.execute(sql).fetchone()[0])
+
+        try:
+            await eventually(lambda: members() == 2, 60, "the second process holding partitions")
+            yield
+        finally:
+            proc.terminate()
+            assert await proc.wait() == 0  # a graceful stop
 
 
 @pytest.mark.kafka
