@@ -8,7 +8,8 @@ The runtime gives every handler the same guarantees:
 * idempotency: what a handler changes (SQL statements, kv state) and what it emits are
   written in one transaction together with its inbox row, so a redelivered event is a no-op
   (the *inbox*); emitted events are published from that committed *outbox*, so a crash
-  between commit and publish loses nothing (leftovers are published on start);
+  between commit and publish loses nothing (leftovers at least ``outbox_grace_s`` old are
+  published on start and by a periodic sweep);
 * retries with exponential backoff and jitter (tenacity), then the DLQ with the exception
   and the attempt count; ``Permanent`` errors skip the retries;
 * order: records of one partition are handled in order, in batches that share one
