@@ -40,7 +40,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ from fabric.events import Event, new_event, new_id  # noqa: E402
 from fabric.runtime import Consumer, Context  # noqa: E402
 from fabric.store.db import open_db  # noqa: E402
 from fabric.store.replay import replay  # noqa: E402
+from fabric.testing.leases import holders  # noqa: E402
 from fabric.testing.media import make_video  # noqa: E402
 from fabric.timeutil import parse, wire  # noqa: E402
 
@@ -103,14 +103,13 @@ async def second_process(
 async def joined(home: Path, pid: int) -> None:
     """Until the second process holds partitions: the time runs on two working processes,
     not on one while the other starts (1-3 s of a ~20 s run)."""
-    sql = "SELECT COUNT(*) FROM leases WHERE owner LIKE ?"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.closing(sqlite3.connect(home / "log.db")) as db:
-            if db.execute(sql, (f"%-{pid}-%",)).fetchone()[0]:
-                return
+    while not any(
+        f"-{pid}-" in m for m in holders(home / "log.db", "orchestrator", "fabric.tasks")
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the second process took no partition in 60 s")
         await asyncio.sleep(0.1)
-    raise TimeoutError("the second process took no partition in 60 s")
 
 
 def created(video: Path, account: str, title: str, comment: str | None = None) -> Event:

@@ -56,7 +56,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -75,6 +74,7 @@ from fabric.app import App  # noqa: E402
 from fabric.config import Settings  # noqa: E402
 from fabric.events import Event, loads, new_event  # noqa: E402
 from fabric.runtime import Consumer, Context  # noqa: E402
+from fabric.testing.leases import holders  # noqa: E402
 from fabric.timeutil import parse  # noqa: E402
 from fabric.voice.audio import extract_audio, sha256_file, write_wav  # noqa: E402
 from fabric.voice.engines import keep_freed_memory  # noqa: E402
@@ -138,22 +138,6 @@ class Watch:
             self.at = time.perf_counter()
             self.event = event
             self.done.set()
-
-
-def holders(log_db: Path, group: str, topic: str) -> set[str]:
-    """Members holding a live lease on ``topic`` in ``group`` (the worker processes)."""
-    conn = sqlite3.connect(f"file:{log_db}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = conn.execute(
-            "SELECT owner FROM leases WHERE grp=? AND topic=? AND owner IS NOT NULL"
-            " AND expires > ?",
-            (group, topic, time.time()),
-        ).fetchall()
-    except sqlite3.OperationalError:
-        return set()
-    finally:
-        conn.close()
-    return {r[0] for r in rows}
 
 
 async def joined(check: Any, what: str, timeout: float = 120.0) -> None:

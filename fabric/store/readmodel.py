@@ -101,10 +101,12 @@ def _task_row(ev: Event, spec: Mapping[str, Any], state: str) -> dict[str, Any]:
     }
 
 
-def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None, **values: Any) -> Op:
-    """Upsert the uploads row of (task, target): ``target`` defaults to the event's."""
+def _upload_row(
+    ev: Event, target: Mapping[str, Any] | None = None, **values: Any
+) -> dict[str, Any]:
+    """The uploads row of (task, target) with ``values``: ``target`` defaults to the event's."""
     target = target or ev.data["target"]
-    row = {
+    return {
         "upload_id": upload_id(ev.subject or "", target["platform"], target["account"]),
         "task_id": ev.subject,
         "platform": target["platform"],
@@ -112,7 +114,11 @@ def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None, **
         **values,
         "updated_at": sql(ev.time),
     }
-    return upsert(dialect, "uploads", ("upload_id",), row)
+
+
+def _upload(ev: Event, dialect: str, target: Mapping[str, Any] | None = None, **values: Any) -> Op:
+    """Upsert the uploads row of (task, target): ``target`` defaults to the event's."""
+    return upsert(dialect, "uploads", ("upload_id",), _upload_row(ev, target, **values))
 
 
 def _created(ev: Event, d: str) -> list[Op]:
@@ -191,21 +197,16 @@ def _pub_started(ev: Event, d: str) -> list[Op]:
     # the row may hold the upload's outcome already: this notice is appended outside the
     # publisher's transaction and can land after it; it must not turn published back into
     # uploading
-    target = ev.data["target"]
-    uid = upload_id(ev.subject or "", target["platform"], target["account"])
-    row = {"upload_id": uid, "task_id": ev.subject, "platform": target["platform"],
-           "account_name": target["account"], "status": "uploading"}  # fmt: skip
+    row = _upload_row(ev, status="uploading", attempts=ev.data["attempt"])
+    uid, at = row["upload_id"], row["updated_at"]
     return [
         insert_ignore(d, "uploads", row),
         (
             "UPDATE uploads SET status=?, attempts=?, updated_at=?"
             " WHERE upload_id=? AND status NOT IN (?, ?)",
-            ("uploading", ev.data["attempt"], sql(ev.time), uid, "published", "failed"),
+            ("uploading", row["attempts"], at, uid, "published", "failed"),
         ),
-        (
-            "UPDATE uploads SET started_at=COALESCE(started_at, ?) WHERE upload_id=?",
-            (sql(ev.time), uid),
-        ),
+        ("UPDATE uploads SET started_at=COALESCE(started_at, ?) WHERE upload_id=?", (at, uid)),
     ]
 
 

@@ -7,7 +7,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import orjson
 import pytest
 
 from fabric.platforms.local import _chance
+from fabric.testing.leases import holders
 from tests.conftest import ROOT, eventually, kafka_url
 from tests.tasks.harness import Harness
 
@@ -115,10 +115,11 @@ class TestTwoProcesses(LifecycleContract):
             "--log-level", "WARNING", "consume", "--all",
             env={**os.environ, **h.env}, cwd=ROOT,
         )  # fmt: skip
+        bus = h.app.runtime.bus
+        log_db = h.settings.home / "log.db"
+
         def members() -> int:  # owners of the orchestrator's partitions
-            with contextlib.closing(sqlite3.connect(h.settings.home / "log.db")) as db:
-                sql = "SELECT COUNT(DISTINCT owner) FROM leases WHERE grp LIKE '%orchestrator'"
-                return int(db.execute(sql).fetchone()[0])
+            return len(holders(log_db, bus.topic("orchestrator"), bus.topic("fabric.tasks")))
 
         try:
             await eventually(lambda: members() == 2, 60, "the second process holding partitions")

@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ import soundfile as sf
 from consumers.media import work_root
 from consumers.splitter import TAPER, ModelCheck, VoiceSettings, make_plan
 from fabric.events import loads, new_event
+from fabric.testing.leases import holders
 from fabric.voice.audio import probe, sha256_file
 from fabric.voice.join import join_chunks
 from fabric.voice.split import chunk_weights, split_audio
@@ -276,20 +275,9 @@ class Workers:
 
     def holders(self) -> set[str]:
         """Members holding a live lease on the chunks topic (read from the log file)."""
-        path = self.h.settings.log_url.partition("sqlite:///")[2]
         bus = self.h.app.runtime.bus
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute(
-                "SELECT owner FROM leases WHERE grp=? AND topic=? AND owner IS NOT NULL"
-                " AND expires > ?",
-                (bus.topic("voice"), bus.topic("fabric.chunks"), time.time()),
-            ).fetchall()
-        except sqlite3.OperationalError:  # the leases table is not there yet
-            return set()
-        finally:
-            conn.close()
-        return {r[0] for r in rows}
+        path = self.h.settings.log_url.partition("sqlite:///")[2]
+        return holders(path, bus.topic("voice"), bus.topic("fabric.chunks"))
 
     def stop(self) -> None:
         for proc in self.procs.values():
