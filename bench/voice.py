@@ -29,10 +29,13 @@ against each other: every chunk converts 1 s of context on each side (engine wor
 grows with the count), and the aggregator encodes AAC in order while chunks arrive, so what
 is left after the last ``chunk.converted`` (the tail) is the encode of the chunks that
 finish last. ffmpeg's AAC encoder costs ~30 % of the engine time here (~7 s per 6 minutes),
-so neither cost is small. The splitter's taper (``FABRIC_VOICE_TAPER``, 0.25: the last two
-chunks a quarter of the others) and the workers' lower priority (``FABRIC_VOICE_NICE`` 5: the
-encoder keeps up while they convert) shrink the tail: 2 workers, 8 chunks, tail 1.7-2.5 s
-equal and at the same priority, 0.6-1.3 s tapered and niced. Defaults: 10 chunks for the
+so neither cost is small. The splitter's taper (``FABRIC_VOICE_TAPER``, 0.25: the plan ends
+with two chunks at half length and two at a quarter) and the workers' lower priority
+(``FABRIC_VOICE_NICE`` 5: the encoder keeps up while they convert) shrink the tail: 2
+workers, 8 chunks, tail 1.7-2.5 s equal and at the same priority, 0.6-1.3 s with one
+quarter-length pair and niced; 10 chunks, 0.26-0.38 s with the halving pairs against 0.62 s
+with one pair (3 runs each, alternated), though the speedup moved by no more than the noise
+(1.726 against 1.716, mean of 3 pairs). Defaults: 10 chunks for the
 speedup (pipeline walls alternated 3 times: 8 chunks 28.0-30.7 s, 9 28.3-29.8 s, 10
 27.4-30.5 s), 24 for the 1-worker overhead (there the context costs nothing,
 ``overhead_pct`` divides by the engine time actually spent, and the final encode is short).
@@ -79,7 +82,7 @@ from fabric.timeutil import parse  # noqa: E402
 from fabric.voice.audio import extract_audio, sha256_file, write_wav  # noqa: E402
 from fabric.voice.engines import keep_freed_memory  # noqa: E402
 from fabric.voice.pipeline import convert_file  # noqa: E402
-from fabric.voice.split import chunk_weights  # noqa: E402
+from fabric.voice.split import chunk_weights, taper_tiers  # noqa: E402
 
 PITCH = 3.0
 
@@ -152,9 +155,10 @@ async def joined(check: Any, what: str, timeout: float = 120.0) -> None:
 def chunk_seconds(frames: int, sr: int, count: int, taper: float) -> float:
     """A ``FABRIC_VOICE_CHUNK_S`` for which the splitter makes exactly ``count`` chunks of
     ``frames`` (``fabric.voice.split.chunk_weights``: equal chunks, or with ``taper`` the
-    last two shorter)."""
+    last pairs shorter)."""
     seconds = frames / sr
-    for divisor in (count - 2 + 2 * taper, count):
+    shortfall = 2 * sum(1 - t for t in taper_tiers(taper))
+    for divisor in (count - shortfall, count):
         chunk = seconds / divisor * (1 + 1e-6)
         if len(chunk_weights(seconds, chunk, taper)) == count:
             return chunk

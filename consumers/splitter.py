@@ -27,9 +27,9 @@ missing or unreadable model fails the task (or, where the task allows it, the ta
 without separation and the events say so) before any worker spends time on it.
 
 Settings: ``FABRIC_VOICE_THRESHOLD_S`` (180: longer audio is split), ``FABRIC_VOICE_CHUNK_S``
-(300), ``FABRIC_VOICE_CONTEXT_S`` (1.0), ``FABRIC_VOICE_TAPER`` (0.25: the last two of four
-or more chunks are this much shorter; 1 makes all equal), ``FABRIC_SEPARATOR_MODEL_DIR``
-($FABRIC_HOME/models),
+(300), ``FABRIC_VOICE_CONTEXT_S`` (1.0), ``FABRIC_VOICE_TAPER`` (0.25: four or more
+chunks end in pairs halving down to this fraction; 1 makes all equal),
+``FABRIC_SEPARATOR_MODEL_DIR`` ($FABRIC_HOME/models),
 ``FABRIC_SEPARATOR_MODEL`` (audio-separator's default BS-Roformer vocals model),
 ``FABRIC_SEPARATOR_STEM`` (Vocals).
 """
@@ -110,7 +110,7 @@ def engine_options(voice: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-TAPER = 0.25  # the last two of four or more chunks at a quarter length: a short tail
+TAPER = 0.25  # 4+ chunks end with two at half length and two at a quarter: a short tail
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Plan and write the chunks of a long audio file (ARCHITECTURE.md section 5, ``splitter``).
 
 A file longer than ``threshold_seconds`` is cut into chunks of about ``chunk_seconds``; when
-there are enough of them and ``taper`` < 1, the last two are shorter (``chunk_weights``). Each
+there are enough of them and ``taper`` < 1, the last ones are shorter (``chunk_weights``). Each
 cut sits at the quietest point (short-time RMS over a window as long as the join
 crossfade) within ``search_seconds`` of its nominal position, so the crossfade that later
 hides the seam runs over the least signal there is. Every chunk file
@@ -46,6 +46,7 @@ __all__ = [
     "plan_spans",
     "quietest_point",
     "split_audio",
+    "taper_tiers",
     "write_chunk_file",
     "write_chunks",
 ]
@@ -129,6 +130,19 @@ def quietest_point(mono: np.ndarray, window: int, prefer: int) -> int:
     return int(centres[np.argmin(np.abs(centres - prefer))])
 
 
+def taper_tiers(taper: float) -> list[float]:
+    """The short lengths at the end of a tapered plan, longest first: ``taper`` doubled
+    while it stays under 1 (0.25 -> [0.5, 0.25]; 0.5 -> [0.5]; 1 -> [])."""
+    if not 0 < taper <= 1:
+        raise VoiceError("bad_option", f"taper must be in (0, 1], got {taper}")
+    tiers: list[float] = []
+    t = taper
+    while t < 1:
+        tiers.insert(0, t)
+        t *= 2
+    return tiers
+
+
 def chunk_weights(seconds: float, chunk_seconds: float, taper: float) -> list[float]:
     """Relative lengths of the chunks of a ``seconds``-long file (the count is the length).
 
@@ -137,18 +151,21 @@ def chunk_weights(seconds: float, chunk_seconds: float, taper: float) -> list[fl
     encoded after every worker is done. With two workers the last two chunks finish
     together, and with 5-minute chunks that tail is ~10 minutes of AAC (~10 s here). So,
     where there are at least ``TAPER_MIN_CHUNKS`` equal chunks (two rounds for two workers),
-    the last two are planned at ``taper`` times the others' length and one or two chunks
-    are added so that none is longer than ``chunk_seconds``; the tail then shrinks by
-    ``1 - taper``. Fewer chunks stay equal: a short last chunk would unbalance the workers.
-    ``taper`` 1 turns this off.
+    the plan ends in pairs that halve down to ``taper`` (0.25: two at half length, then two
+    at a quarter; ``taper_tiers``), and chunks are added so that none is longer than
+    ``chunk_seconds``. Halving, not one step: the encoder works through each pair while the
+    workers convert the next, shorter one, so it has caught up when the last pair is done
+    (measured, 6 minutes on 2 workers: the tail after the last chunk went from 0.6-0.9 s
+    with one quarter-length pair to ~0.2 s). Fewer chunks stay equal: a short last chunk
+    would unbalance the workers. ``taper`` 1 turns this off.
     """
-    if not 0 < taper <= 1:
-        raise VoiceError("bad_option", f"taper must be in (0, 1], got {taper}")
+    tiers = taper_tiers(taper)
     equal = max(2, math.ceil(seconds / chunk_seconds))
-    if equal < TAPER_MIN_CHUNKS or taper == 1:
+    if equal < TAPER_MIN_CHUNKS or not tiers:
         return [1.0] * equal
-    count = max(equal, math.ceil(seconds / chunk_seconds + 2 - 2 * taper))
-    return [1.0] * (count - 2) + [taper, taper]
+    short = [t for t in tiers for _ in range(2)]
+    count = max(equal, math.ceil(seconds / chunk_seconds + sum(1 - t for t in short)))
+    return [1.0] * (count - len(short)) + short
 
 
 def _read_mono(f: sf.SoundFile, start: int, stop: int) -> np.ndarray:

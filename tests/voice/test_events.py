@@ -134,8 +134,8 @@ VOICE = {"engine": "world", "pitch": PITCH}
 
 
 def expected_chunks(planned: dict[str, Any], chunk_s: float) -> int:
-    """The splitter's count: chunks of at most about ``chunk_s``, the last two shorter when
-    there are four or more. Without separation the splitter cuts while decoding, so the
+    """The splitter's count: chunks of at most about ``chunk_s``, ending in shorter pairs
+    when there are four or more. Without separation the splitter cuts while decoding, so the
     count comes from the container's duration (the decoded AAC is a little longer)."""
     if planned["separation"].get("ran") or planned["voice"].get("separate"):
         seconds = planned["audio"]["samples"] / SR

@@ -142,26 +142,34 @@ def test_splitting_one_hour_of_44k_stereo_stays_far_under_1_5_gb(tmp_path: Path)
         shutil.rmtree(tmp_path / "chunks", ignore_errors=True)
 
 
-def test_taper_shortens_the_last_two_chunks_and_keeps_every_chunk_within_the_length() -> None:
-    from fabric.voice.split import chunk_weights
+def test_taper_ends_in_halving_pairs_and_keeps_every_chunk_within_the_length() -> None:
+    from fabric.voice.split import chunk_weights, taper_tiers
 
+    assert taper_tiers(0.25) == [0.5, 0.25]
+    assert taper_tiers(0.5) == [0.5]
+    assert taper_tiers(0.1) == [0.8, 0.4, 0.2, 0.1]
+    assert taper_tiers(1.0) == []
     assert chunk_weights(100.0, 40.0, 0.25) == [1.0] * 3  # 3 equal chunks: too few to taper
     assert chunk_weights(360.0, 45.0, 1.0) == [1.0] * 8  # taper 1: equal
-    weights = chunk_weights(360.0, 45.0, 0.25)  # 8 equal chunks -> 10, the last two short
-    assert weights == [1.0] * 8 + [0.25, 0.25]
+    weights = chunk_weights(360.0, 45.0, 0.25)  # 8 equal chunks -> 11: 7, 2 halves, 2 quarters
+    assert weights == [1.0] * 7 + [0.5, 0.5, 0.25, 0.25]
     assert 360.0 / sum(weights) <= 45.0  # no chunk longer than asked
-    with pytest.raises(VoiceError) as err:
-        chunk_weights(360.0, 45.0, 0.0)
-    assert err.value.code == "bad_option"
+    assert chunk_weights(360.0, 45.0, 0.5) == [1.0] * 7 + [0.5, 0.5]  # one step: one pair
+    for taper in (0.0, 1.5):
+        with pytest.raises(VoiceError) as err:
+            chunk_weights(360.0, 45.0, taper)
+        assert err.value.code == "bad_option"
 
 
-def test_tapered_spans_tile_the_input_with_two_short_chunks_at_the_end(tmp_path: Path) -> None:
+def test_tapered_spans_tile_the_input_with_shorter_pairs_at_the_end(tmp_path: Path) -> None:
     sr = 8000
     src = media.write_wav(tmp_path / "in.wav", noise_with_gaps(120.0, sr, []), sr)
     spans = plan_spans(src, chunk_seconds=20, threshold_seconds=30, search_seconds=1, taper=0.25)
     lengths = [(s.end - s.start) / sr for s in spans]
-    assert len(spans) == 8 and spans[0].start == 0 and spans[-1].end == 120 * sr
+    assert len(spans) == 9 and spans[0].start == 0 and spans[-1].end == 120 * sr
     assert all(a.end == b.start for a, b in itertools.pairwise(spans))
-    # 120 s over 6.5 units: six of 18.46 s and two of 4.62 s; each cut moves at most 1 s
-    assert all(16.4 <= n <= 20.5 for n in lengths[:6]), lengths
-    assert all(2.6 <= n <= 6.7 for n in lengths[6:]), lengths
+    # 120 s over 6.5 units: five of 18.46 s, two of 9.23 s and two of 4.62 s; each cut
+    # moves at most 1 s
+    assert all(16.4 <= n <= 20.5 for n in lengths[:5]), lengths
+    assert all(7.2 <= n <= 11.3 for n in lengths[5:7]), lengths
+    assert all(2.6 <= n <= 6.7 for n in lengths[7:]), lengths

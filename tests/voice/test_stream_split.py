@@ -45,7 +45,7 @@ def test_chunks_tile_the_decoded_audio_and_the_first_is_out_before_the_decode_en
     assert (info.frames, info.sample_rate, info.channels) == (whole.frames, SR, 2)
     stated = probe(stereo_video)
     count = len(chunk_weights(stated.audio_duration or stated.duration, 6, 0.25))
-    assert len(chunks) == count == 9  # 7 equal; tapered: 7 of 5.3 s and 2 of 1.3 s
+    assert len(chunks) == count == 10  # 7 equal; tapered: 6 of 5.3 s, 2 of 2.7 s, 2 of 1.3 s
     assert [i for i, _, _ in early] == list(range(count)) and {n for _, n, _ in early} == {count}
     assert early[0][2] is False  # chunk 0 announced while the source was still decoding
     assert chunks[0].start == 0 and chunks[-1].end == whole.frames
