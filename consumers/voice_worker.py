@@ -98,7 +98,9 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
             chunk, job["stems_dir"], SeparationConfig(**job["separation"])
         )
         separation_s = time.perf_counter() - t0
-    out, sha, engine_s = process_chunk(voice_in, job["output"], job["engine"], job["options"])
+    keep = job.get("keep")
+    out, sha, engine_s = process_chunk(voice_in, job["output"], job["engine"], job["options"],
+                                       keep=tuple(keep) if keep else None)  # fmt: skip
     if not Path(chunk).exists():
         _ended(Path(chunk))
         raise VoiceError("not_found", f"the task's work directory was removed while {chunk} "
@@ -243,6 +245,9 @@ def _chunk_order(rec: Record) -> tuple[int, int]:
 
 
 def consumer(app: App) -> Consumer:
+    from fabric.voice.join import join_reach
+    from fabric.voice.split import Span
+
     processes = int(app.settings.get("FABRIC_VOICE_PROCESSES") or 1)
     nice = app.settings.get("FABRIC_VOICE_NICE")
     pool = VoicePool(processes, (app.settings.get("FABRIC_VOICE_DEVICE") or "auto").lower(),
@@ -264,6 +269,8 @@ def consumer(app: App) -> Consumer:
             "path": data["path"], "sha256": data["sha256"], "engine": data["engine"],
             "options": options.get("engine_options") or {}, "output": options["output"],
             "separation": options.get("separation"), "stems_dir": options.get("stems_dir"),
+            "keep": Span(data["index"], data["start"], data["end"], data["ctx_start"],
+                         data["ctx_end"]).keep(join_reach(data["sample_rate"])),
         }  # fmt: skip
         log.info(
             "chunk started",

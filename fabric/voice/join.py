@@ -50,7 +50,15 @@ from fabric.voice.audio import BLOCK_FRAMES, audio_info, open_wav_writer, temp_p
 from fabric.voice.errors import VoiceError
 from fabric.voice.split import Span
 
-__all__ = ["ChunkReader", "JoinResult", "Seam", "crossfade_gains", "join_chunks", "sola_lag"]
+__all__ = [
+    "ChunkReader",
+    "JoinResult",
+    "Seam",
+    "crossfade_gains",
+    "join_chunks",
+    "join_reach",
+    "sola_lag",
+]
 
 DEFAULT_FADE_MS = 40.0
 DEFAULT_SOLA_MS = 6.0
@@ -74,6 +82,16 @@ class JoinResult:
     sample_rate: int
     channels: int
     seams: tuple[Seam, ...]
+
+
+def join_reach(
+    sample_rate: int, fade_ms: float = DEFAULT_FADE_MS, sola_ms: float = DEFAULT_SOLA_MS
+) -> int:
+    """How far past a chunk's kept part the join reads its converted audio, in frames: half
+    the fade, plus the lag searched around the fade, plus the chunk's own shift. Engines
+    may leave the rest of the context silent (``VoiceEngine.process``'s ``keep``)."""
+    fade = max(2, round(fade_ms * sample_rate / 1000))
+    return fade // 2 + 2 * max(0, round(sola_ms * sample_rate / 1000))
 
 
 def crossfade_gains(length: int, correlation: float) -> tuple[np.ndarray, np.ndarray]:

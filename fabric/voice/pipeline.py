@@ -41,7 +41,7 @@ import soundfile as sf
 from fabric.voice.audio import audio_info, extract_audio, sha256_file, temp_path, write_wav
 from fabric.voice.engines import VoiceEngine, get_engine
 from fabric.voice.errors import VoiceError
-from fabric.voice.join import JoinResult, join_chunks
+from fabric.voice.join import JoinResult, join_chunks, join_reach
 from fabric.voice.mux import mux_audio
 from fabric.voice.separate import RemixResult, SeparationConfig, remix, separate_file
 from fabric.voice.split import (
@@ -85,9 +85,16 @@ def clear_engine_cache() -> None:
 
 
 def process_chunk(
-    chunk_path: str, out_path: str, engine_name: str, options: Mapping[str, Any]
+    chunk_path: str,
+    out_path: str,
+    engine_name: str,
+    options: Mapping[str, Any],
+    keep: tuple[int, int] | None = None,
 ) -> tuple[str, str, float]:
     """Convert one chunk file with an engine; returns (out_path, sha256, engine_seconds).
+
+    ``keep``: the frames of the chunk whose conversion the join uses (``Span.keep``); the
+    engine may leave the rest silent.
 
     The output keeps the chunk's frames, channels and rate and is written under a temporary
     name then renamed, so a worker killed mid-chunk leaves no half file under ``out_path``
@@ -100,7 +107,9 @@ def process_chunk(
     data, rate = sf.read(chunk_path, dtype="float32", always_2d=True)
     samples = data[:, 0] if info.channels == 1 else data
     t0 = time.perf_counter()
-    converted = engine.process(samples, rate)
+    converted = (
+        engine.process(samples, rate) if keep is None else engine.process(samples, rate, keep=keep)
+    )
     engine_seconds = time.perf_counter() - t0
     converted = np.asarray(converted, dtype=np.float32)
     if converted.shape != samples.shape:
@@ -208,8 +217,9 @@ def convert_file(
             step("separate", t0)
         t0 = time.perf_counter()
         out, _sha, seconds = process_chunk(
-            voice_in, str(work / "converted" / f"chunk-{chunk.index:04d}.wav"), engine, options
-        )
+            voice_in, str(work / "converted" / f"chunk-{chunk.index:04d}.wav"), engine, options,
+            keep=chunk.span.keep(join_reach(chunk.sample_rate)),
+        )  # fmt: skip
         engine_seconds += seconds
         converted.append(out)
         step("engine", t0)

@@ -78,6 +78,12 @@ class Span:
         """Frames in the chunk file (the context range)."""
         return self.ctx_end - self.ctx_start
 
+    def keep(self, reach: int) -> tuple[int, int]:
+        """The frames of the chunk file whose conversion is used: the kept part and
+        ``reach`` frames either side (``fabric.voice.join.join_reach``), within the file."""
+        return (max(0, self.start - self.ctx_start - reach),
+                min(self.frames, self.end - self.ctx_start + reach))  # fmt: skip
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Chunk:

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from fabric.voice.engines import get_engine
-from fabric.voice.join import JoinResult, join_chunks
+from fabric.voice.join import JoinResult, join_chunks, join_reach
 from fabric.voice.pipeline import process_chunk
 from fabric.voice.separate import clear_separator_cache
 from fabric.voice.split import Chunk, split_audio
@@ -69,7 +69,12 @@ def seam_run(
         whole = pool.submit(process_chunk, str(src), str(root / "whole.wav"), "world", options)
         parts = [
             pool.submit(
-                process_chunk, c.path, str(root / f"conv-{c.index:04d}.wav"), "world", options
+                process_chunk,
+                c.path,
+                str(root / f"conv-{c.index:04d}.wav"),
+                "world",
+                options,
+                c.span.keep(join_reach(sr)),
             )
             for c in chunks
         ]

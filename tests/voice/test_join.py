@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from fabric.voice.errors import VoiceError
-from fabric.voice.join import crossfade_gains, join_chunks, sola_lag
+from fabric.voice.join import crossfade_gains, join_chunks, join_reach, sola_lag
 from fabric.voice.split import split_audio
 from tests.voice import media
 
@@ -84,3 +84,35 @@ def test_join_refuses_chunks_that_do_not_fit(tmp_path: Path) -> None:
             join_chunks(spans, files, tmp_path / "out.wav")
         assert err.value.code == "bad_chunks"
         assert not (tmp_path / "out.wav").exists()
+
+
+def test_the_join_reads_nothing_past_join_reach(tmp_path: Path) -> None:
+    """An engine may leave a chunk's context silent outside ``Span.keep(join_reach(sr))``
+    (``VoiceEngine.process``'s ``keep``): the join must not read there. Every converted
+    chunk here holds garbage outside that range, and the later chunks are delayed by 2 ms
+    so SOLA moves them (the reach must cover the shift too); the output is unchanged."""
+    sr = 44100
+    x = media.vowel(24.0, sr)[:, None]
+    src = media.write_wav(tmp_path / "in.wav", x, sr)
+    chunks = split_audio(src, tmp_path / "chunks", chunk_seconds=6, threshold_seconds=6)
+    reach = join_reach(sr)
+    assert reach == 882 + 2 * 265  # half the 40 ms fade, and twice the 6 ms lag
+    clean, dirty = [], []
+    for c in chunks:
+        y, _ = sf.read(c.path, dtype="float32", always_2d=True)
+        if c.index:
+            y = np.roll(y, round(0.002 * sr), axis=0)
+        clean.append(media.write_wav(tmp_path / f"clean-{c.index}.wav", y, sr))
+        k0, k1 = c.span.keep(reach)
+        assert 0 <= k0 < k1 <= c.span.frames
+        y[:k0] = 0.9
+        y[k1:] = -0.9
+        dirty.append(media.write_wav(tmp_path / f"dirty-{c.index}.wav", y, sr))
+    spans = [c.span for c in chunks]
+    a = join_chunks(spans, clean, tmp_path / "a.wav")
+    b = join_chunks(spans, dirty, tmp_path / "b.wav")
+    assert any(s.shift != 0 for s in a.seams)
+    assert a.seams == b.seams
+    ya = sf.read(a.path, dtype="float32")[0]
+    yb = sf.read(b.path, dtype="float32")[0]
+    assert np.array_equal(ya, yb)

@@ -6,6 +6,8 @@ its own analysis.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ from fabric.voice.engines import (
     engine_names,
     engine_options,
     get_engine,
+    world,
 )
+from fabric.voice.engines.world import WorldEngine
 from fabric.voice.errors import VoiceError
 from tests.voice import media
 
@@ -148,3 +152,63 @@ def test_harvest_also_shifts_pitch() -> None:
     )
     ratio, _ = f0_ratio(x, y, sr)
     assert abs(ratio / 2 ** (-5 / 12) - 1) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("sr", "stereo", "options"),
+    [
+        (22050, False, {"pitch_semitones": 3.0}),
+        (44100, True, {"pitch_semitones": 2.0, "formant_semitones": -1.0}),
+        (16000, False, {"ap_decimation": 1, "frame_period_ms": 5.0}),
+    ],
+)
+def test_keep_gives_the_same_samples_inside_and_silence_outside(
+    sr: int, stereo: bool, options: dict[str, float]
+) -> None:
+    """``keep`` is an optimisation, not an approximation: inside it the output equals the
+    whole-input run bit for bit (WORLD's per-call safeguard noise included), outside it is
+    silent. Keeps start and end anywhere: on no grid, at the edges, a few samples long."""
+    v = media.speech(12.0, sr)
+    m = media.music(12.0, sr)
+    x = v + 0.05 * m
+    if stereo:
+        x = np.stack([x, 0.6 * np.roll(v, 100) + 0.08 * m], axis=1)
+    engine = WorldEngine(options)
+    full = engine.process(x, sr)
+    n = len(x)
+    rng = np.random.default_rng(7)
+    keeps = [(0, n), (0, n // 3), (n // 2, n), (123, 4567), (n - 9, n)]
+    keeps += [tuple(sorted(int(v) for v in rng.integers(0, n, 2))) for _ in range(3)]
+    for k0, k1 in keeps:
+        y = engine.process(x, sr, keep=(k0, k1))
+        assert y.shape == full.shape and y.dtype == np.float32
+        assert np.array_equal(y[k0:k1], full[k0:k1]), (k0, k1)
+        assert not np.any(y[:k0]) and not np.any(y[k1:]), (k0, k1)
+
+
+def test_keep_analyses_only_the_frames_near_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``keep`` saves: CheapTrick and D4C run on the frames the kept samples need (plus
+    a ~0.24 s analysis block either side), not on the whole input."""
+    sr = 22050
+    x = media.speech(20.0, sr) + 0.05 * media.music(20.0, sr)
+    frames: dict[str, int] = {"cheaptrick": 0, "d4c": 0}
+
+    def counting(name: str) -> Any:
+        real = getattr(world.pyworld, name)
+
+        def call(x: np.ndarray, f0: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            frames[name] += len(f0)
+            return real(x, f0, *args, **kwargs)
+
+        return call
+
+    for name in frames:
+        monkeypatch.setattr(world.pyworld, name, counting(name))
+    engine = WorldEngine({"pitch_semitones": 3.0})
+    engine.process(x, sr)
+    whole = dict(frames)
+    frames.update(cheaptrick=0, d4c=0)
+    engine.process(x, sr, keep=(9 * sr, 11 * sr))  # 2 s of 20
+    assert whole["cheaptrick"] >= 2000
+    for name in frames:
+        assert frames[name] < 0.2 * whole[name], (name, frames[name], whole[name])

@@ -81,8 +81,16 @@ class VoiceEngine(Protocol):
         """Acquire heavy state (models, devices). Idempotent; ``process`` calls it if needed."""
         ...
 
-    def process(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Convert one chunk; same shape and rate out as in (see the module docstring)."""
+    def process(
+        self, samples: np.ndarray, sample_rate: int, keep: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Convert one chunk; same shape and rate out as in (see the module docstring).
+
+        ``keep`` (frames ``[start, stop)``, None for all): the only part of the output the
+        caller uses; the rest of the input is context. An engine may leave the output
+        outside ``keep`` silent to save work, but inside it must give exactly what it gives
+        without ``keep``; ignoring ``keep`` is always correct.
+        """
         ...
 
     def describe(self) -> dict[str, Any]:
