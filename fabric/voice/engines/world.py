@@ -250,10 +250,11 @@ class WorldEngine:
         fft_size = pyworld.get_cheaptrick_fft_size(sample_rate, self.options["f0_floor"])
         hop, hop_n = self._hop(sample_rate), self._noise_hop(sample_rate)
         stretches = self._stretches(f0, fft_size, hop)
-        if keep is None:
-            rows, noise = (0, len(f0)), (0, math.ceil(n / hop_n) + 1)
-        else:
-            rows, noise, stretches = self._frame_range(f0, stretches, (k0, k1), hop, hop_n)
+        rows, noise = (0, len(f0)), (0, math.ceil(n / hop_n) + 1)
+        if keep is not None:
+            rows, noise, stretches = self._frame_range(
+                f0, stretches, (k0, k1), hop, hop_n, noise[1]
+            )
         ap = self._aperiodicity(mid, f0, times, sample_rate, fft_size, rows)
         f0_out = f0 * 2.0 ** (self.options["pitch_semitones"] / 12.0)
         seeds = _noise_seeds(mid, hop_n, noise)
@@ -291,10 +292,11 @@ class WorldEngine:
         keep: tuple[int, int],
         hop: int,
         hop_n: int,
+        noise_frames: int,
     ) -> tuple[tuple[int, int], tuple[int, int], list[tuple[int, int]]]:
         """For output samples ``keep``: the analysis frames to compute, the noise frames
         to synthesise and the periodic calls to make, each exactly those whose output
-        reaches a kept sample.
+        reaches a kept sample (of the ``noise_frames`` noise frames of the whole input).
 
         Noise frame ``j`` covers samples ``[(j - 1) * hop_n, (j + 1) * hop_n)`` and reads the
         analysis frames around ``j * hop_n / hop``; a periodic call over frames ``[a, b)``
@@ -305,7 +307,7 @@ class WorldEngine:
         k0, k1 = keep
         count = len(f0)
         j0 = max(0, k0 // hop_n - 1)
-        j1 = min(math.ceil(f0.size * hop / hop_n) + 1, k1 // hop_n + 2)
+        j1 = min(noise_frames, k1 // hop_n + 2)
         calls = [(a, b) for a, b in stretches if a * hop < k1 and b * hop > k0]
         lo = min([max(0, j0 * hop_n // hop - 1)] + [a for a, _ in calls])
         hi = max([min(count, j1 * hop_n // hop + 2)] + [b for _, b in calls])
@@ -435,13 +437,14 @@ class WorldEngine:
                 mid, np.ascontiguousarray(f0[sel]), np.ascontiguousarray(t[sel]), sr,
                 fft_size=fft_size,
             )  # fmt: skip
+        if len(idx) == n and (g0, g1) == (0, n):
+            return coarse  # every frame analysed: nothing to interpolate or place
         ap = np.zeros((n, fft_size // 2 + 1), dtype=np.float32)
-        frames = np.arange(rows[0], rows[1])
         if len(idx) == n:
-            ap[rows[0] : rows[1]] = coarse[frames - g0]
+            ap[rows[0] : rows[1]] = coarse[rows[0] - g0 : rows[1] - g0]
             return ap
-        pos = np.interp(frames, idx, np.arange(len(idx))) - g0
-        ap[rows[0] : rows[1]] = _lerp_rows(coarse, pos)
+        pos = np.interp(np.arange(rows[0], rows[1]), idx, np.arange(len(idx))) - g0
+        _lerp_rows(coarse, pos, out=ap[rows[0] : rows[1]])
         return ap
 
     def _warp(self, sp: np.ndarray) -> np.ndarray:
@@ -495,10 +498,14 @@ class WorldEngine:
         return out
 
 
-def _lerp_rows(rows: np.ndarray, pos: np.ndarray, block: int = _ROW_BLOCK) -> np.ndarray:
+def _lerp_rows(
+    rows: np.ndarray, pos: np.ndarray, block: int = _ROW_BLOCK, out: np.ndarray | None = None
+) -> np.ndarray:
     """Rows of ``rows`` at fractional row positions ``pos`` (linear interpolation), built
-    ``block`` rows at a time so temporaries stay small next to the (frames x bins) result."""
-    out = np.empty((len(pos), rows.shape[1]), dtype=rows.dtype)
+    ``block`` rows at a time so temporaries stay small next to the (frames x bins) result;
+    into ``out`` when given."""
+    if out is None:
+        out = np.empty((len(pos), rows.shape[1]), dtype=rows.dtype)
     top = len(rows) - 2
     for s in range(0, len(pos), block):
         p = pos[s : s + block]
