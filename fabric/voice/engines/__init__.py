@@ -12,6 +12,9 @@ The contract every engine keeps, so the splitter and aggregator never care which
   that works at its own rate internally (16 kHz HuBERT, 40 kHz RVC) resamples both ways.
 - Same input and options give the same output (chunked vs whole-file comparisons, retries
   and replays depend on it).
+- ``keep`` (optional): the frames whose output the caller uses, the rest being context for
+  the analysis. An engine may save work and leave the rest silent; inside ``keep`` its
+  output must not change. Ignoring ``keep`` is always correct.
 - No I/O: files are the caller's business (``fabric.voice.pipeline.process_chunk``).
 
 Engines are registered by an import path, so ``torch`` is imported only by a worker that
