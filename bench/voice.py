@@ -21,12 +21,16 @@ as AAC into a small H.264 test-pattern video. Then, one after the other:
 Figures: ``chunked_speedup`` = unchunked wall / pipeline wall with 2 workers;
 ``overhead_pct`` = (pipeline wall - sum of the chunks' engine seconds) / that sum, with 1
 worker; ``seconds_per_audio_minute`` (the original system's metric) = pipeline wall with 2
-workers per minute of audio.
+workers per minute of audio. Each pipeline run also prints ``cpu_s``: core-seconds from
+the publish to ``voice.assembled`` by role (``CpuMeter``), and ``bound_wall_s``, all of it
+over the cores; ``cpu_bound_speedup`` = unchunked wall / that bound, the speedup the run's
+CPU work would allow with no core ever idle.
 
 Chunking. Chunk ``i`` goes to partition ``i`` and, with two members, to worker ``i mod 2``;
 each worker starts its chunks in index order (the runtime's ``start_order``). Two costs pull
-against each other: every chunk converts 1 s of context on each side (engine work that
-grows with the count), and the aggregator encodes AAC in order while chunks arrive, so what
+against each other: every chunk carries 1 s of context on each side (engine work that
+grows with the count; since the engine's ``keep``, only f0 runs over it, ~15 % of a full
+conversion), and the aggregator encodes AAC in order while chunks arrive, so what
 is left after the last ``chunk.converted`` (the tail) is the encode of the chunks that
 finish last. ffmpeg's AAC encoder costs ~30 % of the engine time here (~7 s per 6 minutes),
 so neither cost is small. The splitter's taper (``FABRIC_VOICE_TAPER``, 0.25: the plan ends
