@@ -29,7 +29,7 @@ CPU work would allow with no core ever idle.
 Chunking. Chunk ``i`` goes to partition ``i`` and, with two members, to worker ``i mod 2``;
 each worker starts its chunks in index order (the runtime's ``start_order``). Two costs pull
 against each other: every chunk carries 1 s of context on each side (engine work that
-grows with the count; since the engine's ``keep``, only f0 runs over it, ~15 % of a full
+grows with the count; since the engine's ``keep``, mostly f0 runs over it, ~30 % of a full
 conversion), and the aggregator encodes AAC in order while chunks arrive, so what
 is left after the last ``chunk.converted`` (the tail) is the encode of the chunks that
 finish last. ffmpeg's AAC encoder costs ~30 % of the engine time here (~7 s per 6 minutes),
