@@ -506,8 +506,12 @@ async def test_a_chunk_that_fails_on_the_worker_fails_the_task(
         assert (await h.wait([task_id], timeout=60))[task_id] == "failed"
         row = await h.row(task_id)
         results = await records(h, "fabric.chunk-results", task_id)
-    (failed,) = [e["data"] for e in results if e["type"] == "chunk.failed"]
-    assert failed["index"] == 1 and failed["code"] == "bad_chunks"
+    failures = [e["data"] for e in results if e["type"] == "chunk.failed"]
+    (failed,) = [f for f in failures if f["index"] == 1]
+    assert failed["code"] == "bad_chunks"
+    # A chunk still converting when the failed task's work directory is removed reports
+    # that, and changes nothing: the step had already failed (CI saw this 1 run in 3).
+    assert all(f["code"] == "not_found" for f in failures if f["index"] != 1), failures
     assert row["error_code"] == "bad_chunks" and row["error"].startswith("local:main: chunk 2 of")
 
 
