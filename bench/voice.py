@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -83,6 +82,7 @@ from fabric.config import Settings  # noqa: E402
 from fabric.events import Event, loads, new_event  # noqa: E402
 from fabric.runtime import Consumer, Context  # noqa: E402
 from fabric.testing.leases import holders  # noqa: E402
+from fabric.testing.procs import children  # noqa: E402
 from fabric.timeutil import parse  # noqa: E402
 from fabric.voice.audio import extract_audio, sha256_file, write_wav  # noqa: E402
 from fabric.voice.engines import keep_freed_memory  # noqa: E402
@@ -302,18 +302,10 @@ class CpuMeter:
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / cls.TICK
 
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        kids: list[int] = []
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                kids += [int(k) for k in (task / "children").read_text().split()]
-        return kids
-
     def mark(self) -> None:
         t = os.times()
         cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        pools = [k for w in self.workers for k in self._children(w)]
+        pools = [k for w in self.workers for k in children(w)]
         self.marks.append({
             "pipeline": t.user + t.system,
             "tools": t.children_user + t.children_system,

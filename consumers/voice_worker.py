@@ -98,9 +98,8 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
             chunk, job["stems_dir"], SeparationConfig(**job["separation"])
         )
         separation_s = time.perf_counter() - t0
-    keep = job.get("keep")
     out, sha, engine_s = process_chunk(voice_in, job["output"], job["engine"], job["options"],
-                                       keep=tuple(keep) if keep else None)  # fmt: skip
+                                       keep=job.get("keep"))  # fmt: skip
     if not Path(chunk).exists():
         _ended(Path(chunk))
         raise VoiceError("not_found", f"the task's work directory was removed while {chunk} "
@@ -246,7 +245,7 @@ def _chunk_order(rec: Record) -> tuple[int, int]:
 
 def consumer(app: App) -> Consumer:
     from fabric.voice.join import join_reach
-    from fabric.voice.split import Span
+    from fabric.voice.split import Chunk
 
     processes = int(app.settings.get("FABRIC_VOICE_PROCESSES") or 1)
     nice = app.settings.get("FABRIC_VOICE_NICE")
@@ -269,8 +268,7 @@ def consumer(app: App) -> Consumer:
             "path": data["path"], "sha256": data["sha256"], "engine": data["engine"],
             "options": options.get("engine_options") or {}, "output": options["output"],
             "separation": options.get("separation"), "stems_dir": options.get("stems_dir"),
-            "keep": Span(data["index"], data["start"], data["end"], data["ctx_start"],
-                         data["ctx_end"]).keep(join_reach(data["sample_rate"])),
+            "keep": Chunk.from_data(data).span.keep(join_reach(data["sample_rate"])),
         }  # fmt: skip
         log.info(
             "chunk started",

@@ -107,9 +107,7 @@ def process_chunk(
     data, rate = sf.read(chunk_path, dtype="float32", always_2d=True)
     samples = data[:, 0] if info.channels == 1 else data
     t0 = time.perf_counter()
-    converted = (
-        engine.process(samples, rate) if keep is None else engine.process(samples, rate, keep=keep)
-    )
+    converted = engine.process(samples, rate, keep=keep)
     engine_seconds = time.perf_counter() - t0
     converted = np.asarray(converted, dtype=np.float32)
     if converted.shape != samples.shape:

@@ -32,6 +32,7 @@ from consumers.media import work_root
 from consumers.splitter import TAPER, ModelCheck, VoiceSettings, make_plan
 from fabric.events import loads, new_event
 from fabric.testing.leases import holders
+from fabric.testing.procs import children
 from fabric.voice.audio import probe, sha256_file
 from fabric.voice.join import join_chunks
 from fabric.voice.split import chunk_weights, split_audio
@@ -289,14 +290,6 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def children(pid: int) -> set[int]:
-    """Live child processes of ``pid`` (Linux /proc)."""
-    out: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(c) for c in (task / "children").read_text().split()}
-    return out
 
 
 @pytest.fixture
