@@ -32,12 +32,13 @@ against each other: every chunk carries 1 s of context on each side (engine work
 grows with the count; since the engine's ``keep``, mostly f0 runs over it, ~30 % of a full
 conversion), and the aggregator encodes AAC in order while chunks arrive, so what
 is left after the last ``chunk.converted`` (the tail) is the encode of the chunks that
-finish last. ffmpeg's AAC encoder costs ~30 % of the engine time here (~7 s per 6 minutes),
-so neither cost is small. The splitter's taper (``FABRIC_VOICE_TAPER``, 0.25: the plan ends
-with two chunks at half length and two at a quarter) and the workers' lower priority
-(``FABRIC_VOICE_NICE`` 5: the encoder keeps up while they convert) shrink the tail: 2
-workers, 8 chunks, tail 1.7-2.5 s equal and at the same priority, 0.6-1.3 s with one
-quarter-length pair and niced; 10 chunks, 0.26-0.38 s with the halving pairs against 0.62 s
+finish last. ffmpeg's AAC encoder costs 30-45 % of the engine time (~7 s per 6 minutes on
+one machine, ~12 s on a slower one), so neither cost is small. The splitter's taper
+(``FABRIC_VOICE_TAPER``, 0.25: the plan ends with two chunks at half length and two at a
+quarter) and the workers' lower priority (``FABRIC_VOICE_NICE``, 19: the encoder keeps up
+while they convert) shrink the tail: 2 workers, 8 chunks, tail 1.7-2.5 s equal and at the
+same priority, 0.6-1.3 s with one quarter-length pair and nice 5; on the slower machine,
+nice 5 0.93-3.2 s, nice 19 0.43-0.75 s; 10 chunks, 0.26-0.38 s with the halving pairs against 0.62 s
 with one pair (3 runs each, alternated), though the speedup moved by no more than the noise
 (1.726 against 1.716, mean of 3 pairs). Defaults: 10 chunks for the
 speedup (pipeline walls alternated 3 times: 8 chunks 28.0-30.7 s, 9 28.3-29.8 s, 10

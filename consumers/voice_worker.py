@@ -8,12 +8,14 @@ chunks through the consumer group), or one thread per GPU when torch sees CUDA
 with ``spawn`` (a fork of a process with SQLite and event-loop threads can inherit a held
 lock) and warmed up before the worker joins its group; each keeps its engines and separator
 models loaded (``fabric.voice.pipeline`` caches them), so only the first chunk pays for it.
-CPU pool processes run at a lower priority (``FABRIC_VOICE_NICE``, default 5, 0 to keep the
-worker's): conversion is batch work that fills every core, and the latency-bound work around
-it (heartbeats that keep leases, the aggregator's in-order encode, publishing) should get a
-core first. With the splitter's taper, that cut the time from the last converted chunk to
-the finished video from 1.7-2.5 s to 0.6-1.3 s (bench/voice.py ``timeline_s.tail_s``, 6
-minutes, 2 workers, two cores).
+CPU pool processes run at the lowest priority (``FABRIC_VOICE_NICE``, default 19, 0 to keep
+the worker's): conversion is batch work that fills every core, and the latency-bound work
+around it (heartbeats that keep leases, the aggregator's in-order encode, publishing) should
+get a core first. With the splitter's taper, nice 5 cut the time from the last converted
+chunk to the finished video from 1.7-2.5 s to 0.6-1.3 s (bench/voice.py ``timeline_s.tail_s``,
+6 minutes, 2 workers, two cores). On a machine where the AAC encoder is slower next to the
+engine (12 s of encoding against 26 s of engine per 6 minutes), nice 5 left it behind:
+tails 0.93, 0.99 and 3.2 s, against 0.90 and 1.70 at nice 10 and 0.43-0.75 (4 runs) at 19.
 
 A chunk is never lost or done twice, even when a worker is killed mid-chunk:
 
@@ -250,7 +252,7 @@ def consumer(app: App) -> Consumer:
     processes = int(app.settings.get("FABRIC_VOICE_PROCESSES") or 1)
     nice = app.settings.get("FABRIC_VOICE_NICE")
     pool = VoicePool(processes, (app.settings.get("FABRIC_VOICE_DEVICE") or "auto").lower(),
-                     nice=int(nice) if nice not in (None, "") else 5)  # fmt: skip
+                     nice=int(nice) if nice not in (None, "") else 19)  # fmt: skip
 
     async def start(rt: Runtime) -> None:
         await pool.start()

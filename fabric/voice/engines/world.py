@@ -54,8 +54,11 @@ DIO 0.026 at full rate but 0.006 with ``speed=4`` (StoneMask refines at full rat
 differs by < 0.01 %); Harvest alone ~0.10-0.15. Aperiodicity changes slowly in time, so D4C
 runs on every ``ap_decimation``-th frame (default 3: a 30 ms grid) and is interpolated
 linearly: 0.018 instead of 0.052. In total (bench/voice_engine.py, 6 min of speech, one
-core): ~0.08 mono, ~0.15 true stereo. Harvest is more robust on creaky or noisy voices but
-~3x slower overall; it is an option, not the default.
+core), mono: 0.049 with ``pyworld.synthesize`` on a machine doing 10 million Python
+additions in 0.5 s; on one taking 1.0-1.5 s, 0.074-0.077 with ``_pulse_train`` against
+0.092-0.108 with ``pyworld.synthesize`` (alternated). True stereo costs about twice mono.
+Harvest is more robust on creaky or noisy voices but ~3x slower overall; it is an option,
+not the default.
 
 Stereo: f0 and aperiodicity describe the excitation (the vocal folds), which both channels of
 one voice share, so they are analysed once on the mid channel; the envelope is analysed per
