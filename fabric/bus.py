@@ -37,6 +37,7 @@ class Bus:
         obj = event.as_dict()
         etype = self.registry.check_dict(obj)
         value = orjson.dumps(obj)
+        self.registry.verdicts.add(value)
         return Message(
             self.topic(etype.topic), etype.key_of(event), value, etype.partition_of(event)
         )

@@ -4,7 +4,8 @@ A consumer is a name (its group), the topics it reads, and ``async handler(event
 The runtime gives every handler the same guarantees:
 
 * validation: a record that cannot be decoded or breaks the schema goes to the DLQ with the
-  reason and its bytes; the consumer goes on;
+  reason and its bytes; the consumer goes on (bytes this process has already validated, on
+  publish or for another consumer, are not validated again: ``schemas.Verdicts``);
 * idempotency: what a handler changes (SQL statements, kv state) and what it emits are
   written in one transaction together with its inbox row, so a redelivered event is a no-op
   (the *inbox*); emitted events are published from that committed *outbox*, so a crash
@@ -496,7 +497,7 @@ class _Worker:
                 if accepts is not None and kind in known and kind not in accepts:
                     stats.skipped += 1  # a known type for other consumers: they validate it
                     continue
-                ev = reg.parse(obj)
+                ev = reg.parse_record(rec.value, obj)
             except (DecodeError, SchemaError) as exc:
                 units.append(self._dead(rec, exc.code, str(exc), 0, None, obj))
                 origin.append(rec)

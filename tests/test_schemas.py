@@ -93,3 +93,43 @@ def test_schema_title_must_match_file_name(tmp_path: Path) -> None:
     (tmp_path / "a.b.json").write_text('{"title": "c.d", "x-topic": "fabric.x"}')
     with pytest.raises(ValueError, match="title"):
         Registry(tmp_path)
+
+
+def test_parse_record_validates_bytes_it_has_not_seen_and_remembers_what_passed() -> None:
+    reg = Registry(ROOT / "schemas")
+    good = encode(new_event("probe.ping", {"seq": 1}, source="test"))
+    bad_obj = orjson.loads(good)
+    bad_obj["data"] = {"seq": -1}
+    bad = orjson.dumps(bad_obj)
+    calls = []
+    check = reg.check_dict
+    reg.check_dict = lambda obj: calls.append(obj) or check(obj)  # type: ignore[method-assign]
+    with pytest.raises(SchemaError):
+        reg.parse_record(bad, orjson.loads(bad))
+    with pytest.raises(SchemaError):  # a failure is not remembered: validated again
+        reg.parse_record(bad, orjson.loads(bad))
+    assert len(calls) == 2
+    first = reg.parse_record(good, orjson.loads(good))
+    again = reg.parse_record(bytes(bytearray(good)), orjson.loads(good))  # equal bytes, new object
+    assert len(calls) == 3 and first == again == decode(good)
+
+
+def test_verdicts_stay_bounded_and_keep_the_recent_generation() -> None:
+    from fabric.schemas import Verdicts
+
+    verdicts = Verdicts(size=3)
+    values = [f"event {i}".encode() for i in range(8)]
+    for v in values:
+        verdicts.add(v)
+    assert [v in verdicts for v in values] == [False] * 3 + [True] * 5
+    assert len(verdicts._new) + len(verdicts._old) <= 6
+
+
+def test_a_published_event_is_not_validated_again_when_consumed() -> None:
+    """``Bus.message`` remembers the bytes it encoded after validating them."""
+    from fabric.bus import Bus
+    from fabric.log.memory import MemoryLog
+
+    reg = Registry(ROOT / "schemas")
+    msg = Bus(MemoryLog(), reg).message(new_event("probe.ping", {"seq": 2}, source="t"))
+    assert msg.value in reg.verdicts
