@@ -519,10 +519,11 @@ def _pulse_train(f0: np.ndarray, env: np.ndarray, sr: int, hop: int) -> np.ndarr
     Given an aperiodicity of ~0 that is -60 dB below the pulse where voiced, but where
     unvoiced (the 500 Hz pulses) it is shaped by the full envelope, which between an
     unvoiced frame and a voiced one is half the voiced one: a burst of noise up to a frame
-    long at each voicing edge, on top of the engine's own noise (``_aperiodic``). Voiced
-    pulses agree with WORLD's within 1e-6 (relative energy); skipping the noise and the
-    unvoiced pulses, and doing each step for 256 pulses in one numpy call, halves the time
-    of the periodic synthesis.
+    long at each voicing edge, on top of the engine's own noise (``_aperiodic``). Inside a
+    voiced stretch the output agrees with WORLD's within 1e-3 RMS (that -60 dB noise; see
+    the test). Skipping the noise and the unvoiced pulses, and doing each step for 256
+    pulses in one numpy call, takes ~40 % of ``pyworld.synthesize``'s time (60 s of speech:
+    0.60 s against 1.53 s).
     """
     frames, bins = env.shape
     fft_size = 2 * (bins - 1)
