@@ -37,12 +37,12 @@ one machine, ~12 s on a slower one), so neither cost is small. The splitter's ta
 (``FABRIC_VOICE_TAPER``, 0.25: the plan ends with two chunks at half length and two at a
 quarter) and the workers' lower priority (``FABRIC_VOICE_NICE``, 19: the encoder keeps up
 while they convert) shrink the tail: 2 workers, 8 chunks, tail 1.7-2.5 s equal and at the
-same priority, 0.6-1.3 s with one quarter-length pair and nice 5; on the slower machine,
-nice 5 0.93-3.2 s, nice 19 0.43-0.75 s; 10 chunks, 0.26-0.38 s with the halving pairs against 0.62 s
-with one pair (3 runs each, alternated), though the speedup moved by no more than the noise
-(1.726 against 1.716, mean of 3 pairs). Defaults: 10 chunks for the
-speedup (pipeline walls alternated 3 times: 8 chunks 28.0-30.7 s, 9 28.3-29.8 s, 10
-27.4-30.5 s), 24 for the 1-worker overhead (there the context costs nothing,
+same priority, 0.6-1.3 s with one quarter-length pair and nice 5 (on the slower machine,
+nice 5 0.93-3.2 s, nice 19 0.43-0.96 s); 10 chunks, 0.26-0.38 s with the halving pairs
+against 0.62 s with one pair (3 runs each, alternated), though the speedup moved by no more
+than the noise (1.726 against 1.716, mean of 3 pairs). Defaults: 10 chunks for the speedup
+(pipeline walls alternated 3 times: 8 chunks 28.0-30.7 s, 9 28.3-29.8 s, 10 27.4-30.5 s),
+24 for the 1-worker overhead (there the context costs nothing,
 ``overhead_pct`` divides by the engine time actually spent, and the final encode is short).
 
 CPU, not waiting, bounds the speedup: with 2 workers both cores are busy from ~0.6 s after

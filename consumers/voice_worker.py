@@ -15,7 +15,7 @@ get a core first. With the splitter's taper, nice 5 cut the time from the last c
 chunk to the finished video from 1.7-2.5 s to 0.6-1.3 s (bench/voice.py ``timeline_s.tail_s``,
 6 minutes, 2 workers, two cores). On a machine where the AAC encoder is slower next to the
 engine (12 s of encoding against 26 s of engine per 6 minutes), nice 5 left it behind:
-tails 0.93, 0.99 and 3.2 s, against 0.90 and 1.70 at nice 10 and 0.43-0.75 (4 runs) at 19.
+tails 0.93, 0.99 and 3.2 s, against 0.90 and 1.70 at nice 10 and 0.43-0.96 (5 runs) at 19.
 
 A chunk is never lost or done twice, even when a worker is killed mid-chunk:
 
