@@ -26,7 +26,7 @@ vs whole differed by 1-2 dB at every cut (up to 8 dB at a voicing onset). Hence:
   up to ~1-2 dB louder than with WORLD while speech level agrees within ~0.2 dB). Each
   noise frame's generator is seeded with a hash of the input samples under that frame, so
   equal input gives equal noise wherever it occurs.
-- f0 is estimated in ~1 s blocks, each from its own window reaching ~0.25 s either side
+- f0 is estimated in ~1 s blocks, each from its own window reaching ~0.12 s either side
   (``_f0``): DIO/Harvest look at their whole input, and on quiet frames their voicing
   decision otherwise depends on where the input starts.
 - The hop is a whole number of samples, and every grid (frames, f0 blocks, the coarse D4C
@@ -94,7 +94,7 @@ _MIN_FRAMES = 5  # WORLD needs a few analysis frames; shorter inputs are zero-pa
 _TINY = 1e-16  # envelope power standing for "nothing here" (WORLD's logs need > 0)
 _ROW_BLOCK = 2048  # frames per step when transforming (frames x bins) matrices
 _F0_BLOCK_SECONDS = 1.0  # blocked f0 analysis: block length...
-_F0_MARGIN_SECONDS = 0.25  # ...and the context each block's window reaches past it
+_F0_MARGIN_SECONDS = 0.125  # ...and the context each block's window reaches past it
 _ANALYSIS_BLOCK_SECONDS = 0.25  # at most this much per CheapTrick/D4C call (see _analysis_block)
 _PULSE_BLOCK = 256  # pulses per batched FFT in _pulse_train
 _SAFE_MINIMUM = 1e-12  # added to the periodic envelope before its log, as WORLD does
@@ -168,7 +168,7 @@ class WorldEngine:
 
     def _f0_block(self, sample_rate: int) -> tuple[int, int]:
         """(block, margin) in samples for the blocked f0 analysis: whole multiples of the
-        base alignment near 1 s and 0.25 s."""
+        base alignment near 1 s and 0.125 s (44.1 kHz: 0.96 s and 0.12 s)."""
         base = self._base_alignment(sample_rate)
         block = base * max(1, round(_F0_BLOCK_SECONDS * sample_rate / base))
         margin = base * max(1, round(_F0_MARGIN_SECONDS * sample_rate / base))
@@ -353,11 +353,14 @@ class WorldEngine:
         signal, contour fixing), so on quiet, barely voiced frames their voiced/unvoiced
         decision flips with the input's extent: the same frame came out voiced in a chunk
         and unvoiced in the whole file, a 4-6 dB local difference after synthesis. Here
-        each ~1 s block gets its own estimate from a window reaching ~0.25 s either side;
+        each ~1 s block gets its own estimate from a window reaching ~0.12 s either side;
         the blocks sit on the alignment grid, so every block away from a chunk's edges is
-        estimated from exactly the same samples as in the whole file. DIO is cheap enough
-        that the 50 % overlap costs ~0.003 RTF. StoneMask refines each frame from the
-        samples around it alone, so it runs once over the stitched contour.
+        estimated from exactly the same samples as in the whole file. The margin: against
+        DIO over a whole 120 s of speech, frames whose voicing differs are 0.017 % with
+        0.12 s and 0.008 % with 0.25 s (f0 where both are voiced agrees within 1e-9); with
+        Harvest (40 s) 0.025 % differ between the two margins. 0.12 s takes DIO 0.85 s per
+        120 s against 1.20 s. StoneMask refines each frame from the samples around it
+        alone, so it runs once over the stitched contour.
         """
         hop = self._hop(sr)
         n = len(mid)
