@@ -56,7 +56,8 @@ runs on every ``ap_decimation``-th frame (default 3: a 30 ms grid) and is interp
 linearly: 0.018 instead of 0.052. In total (bench/voice_engine.py, 6 min of speech, one
 core), mono: 0.049 with ``pyworld.synthesize`` on a machine doing 10 million Python
 additions in 0.5 s; on one taking 1.0-1.5 s, 0.074-0.077 with ``_pulse_train`` against
-0.092-0.108 with ``pyworld.synthesize`` (alternated). True stereo costs about twice mono.
+0.092-0.108 with ``pyworld.synthesize`` (alternated), and 0.061-0.077 with the f0 margin
+down from 0.25 s to 0.12 s. True stereo costs about twice mono.
 Harvest is more robust on creaky or noisy voices but ~3x slower overall; it is an option,
 not the default.
 
