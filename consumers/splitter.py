@@ -51,9 +51,9 @@ import soundfile as sf
 from consumers.media import work_root
 from fabric.events import Event
 from fabric.media import WorkDirs
-from fabric.runtime import Consumer, Context
+from fabric.runtime import Consumer, Context, Runtime
 from fabric.voice.audio import extract_audio, write_wav
-from fabric.voice.engines import get_engine
+from fabric.voice.engines import DEFAULT_ENGINE, get_engine
 from fabric.voice.errors import VoiceError
 from fabric.voice.split import (
     DEFAULT_CHUNK_SECONDS,
@@ -207,7 +207,7 @@ def make_plan(
     task_id = event.subject or data.get("task_id") or ""
     voice = dict(data["voice"])
     video = dict(data["video"])
-    engine_name = str(voice.get("engine") or "world")
+    engine_name = str(voice.get("engine") or DEFAULT_ENGINE)
     engine = get_engine(engine_name, engine_options(voice))  # unknown_engine / bad_option
     resolved = dict(engine.describe()["options"])
 
@@ -346,5 +346,11 @@ def consumer(app: App) -> Consumer:
             ),
         )
 
+    async def warm(rt: Runtime) -> None:
+        """Import the default engine's stack (numpy, scipy.fft, pyworld: ~0.2 s) before the
+        first task: the first chunk is cut only after the plan has the engine's frame
+        alignment, so a cold splitter held every worker back that long."""
+        await asyncio.to_thread(get_engine, DEFAULT_ENGINE)
+
     return Consumer("splitter", ["fabric.voice"], handle, batch_max=1, max_attempts=MAX_ATTEMPTS,
-                    accepts=frozenset({"voice.requested"}))  # fmt: skip
+                    accepts=frozenset({"voice.requested"}), on_start=warm)  # fmt: skip

@@ -144,11 +144,11 @@ def _pool_init(parent: int, nice: int) -> None:
 
 def _warm() -> int:
     """Import the engine stack in a pool process before the first chunk arrives."""
-    from fabric.voice.engines import get_engine
+    from fabric.voice.engines import DEFAULT_ENGINE, get_engine
     from fabric.voice.pipeline import load_engine
 
-    get_engine("world")
-    load_engine("world", {})
+    get_engine(DEFAULT_ENGINE)
+    load_engine(DEFAULT_ENGINE, {})
     return os.getpid()
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from fabric.voice.errors import VoiceError
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "EngineFactory",
     "OptionSpec",
     "VoiceEngine",
@@ -114,8 +115,10 @@ class VoiceEngine(Protocol):
 EngineFactory = Callable[[Mapping[str, Any]], VoiceEngine]
 """Builds an engine from raw options; a class with ``OPTIONS`` and ``__init__(options)``."""
 
+DEFAULT_ENGINE = "world"  # a task's voice step without an engine named: the fast CPU one
+
 _REGISTRY: dict[str, str | EngineFactory] = {
-    "world": "fabric.voice.engines.world:WorldEngine",
+    DEFAULT_ENGINE: "fabric.voice.engines.world:WorldEngine",
 }
 
 
