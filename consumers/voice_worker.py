@@ -83,16 +83,15 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
 
     Top-level with a plain dict in and out, so a ``ProcessPoolExecutor`` can pickle it.
     """
-    from fabric.voice.audio import sha256_file
+    from fabric.voice.audio import CheckedRead
     from fabric.voice.pipeline import process_chunk, separate_chunk
 
     chunk = job["path"]
-    if not Path(chunk).is_file():
-        raise VoiceError("not_found", f"chunk file {chunk} is gone (task ended?)")
-    if sha256_file(chunk) != job["sha256"]:
-        raise VoiceError("bad_chunks", f"{Path(chunk).name} does not match its sha256")
     voice_in, background, separation_s = chunk, None, 0.0
+    expected: str | None = job["sha256"]  # checked while the engine runs (process_chunk)
     if job.get("separation"):
+        CheckedRead(chunk, job["sha256"]).check()  # before the separator reads it
+        expected = None  # the engine reads the separated vocals, not the chunk
         from fabric.voice.separate import SeparationConfig
 
         t0 = time.perf_counter()
@@ -101,7 +100,7 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
         )
         separation_s = time.perf_counter() - t0
     out, sha, engine_s = process_chunk(voice_in, job["output"], job["engine"], job["options"],
-                                       keep=job.get("keep"))  # fmt: skip
+                                       keep=job.get("keep"), sha256=expected)  # fmt: skip
     if not Path(chunk).exists():
         _ended(Path(chunk))
         raise VoiceError("not_found", f"the task's work directory was removed while {chunk} "

@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -30,6 +33,7 @@ from fabric.voice.errors import VoiceError
 __all__ = [
     "BLOCK_FRAMES",
     "AudioInfo",
+    "CheckedRead",
     "MediaInfo",
     "audio_info",
     "extract_audio",
@@ -38,9 +42,11 @@ __all__ = [
     "probe",
     "run_tool",
     "sha256_file",
+    "sha256_soon",
     "stderr_tail",
     "temp_path",
     "write_wav",
+    "write_wav_file",
 ]
 
 BLOCK_FRAMES = 1 << 16
@@ -226,17 +232,19 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
 
 
 def open_wav_writer(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     sample_rate: int,
     channels: int,
     frames_hint: int,
     subtype: str = "FLOAT",
 ) -> sf.SoundFile:
-    """A SoundFile for writing, WAV when it will fit in 4 GiB and RF64 beyond that."""
+    """A SoundFile for writing (to a path or a binary file object), WAV when it will fit in
+    4 GiB and RF64 beyond that."""
     width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}.get(subtype, 4)
     container = "RF64" if frames_hint * channels * width >= _WAV_LIMIT else "WAV"
+    target = path if isinstance(path, io.IOBase) else str(path)
     f = sf.SoundFile(
-        str(path), "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype
+        target, "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype
     )
     _no_peak_chunk(f)
     return f
@@ -247,6 +255,88 @@ def write_wav(path: str | os.PathLike[str], data: np.ndarray, sample_rate: int) 
     frames = np.asarray(data, dtype=np.float32).reshape(len(data), -1)
     with open_wav_writer(path, sample_rate, frames.shape[1], len(frames)) as f:
         f.write(frames)
+
+
+def write_wav_file(
+    path: str | os.PathLike[str],
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    channels: int,
+    frames: int,
+    subtype: str = "FLOAT",
+) -> tuple[str, int]:
+    """Write ``blocks`` (``(n, channels)`` each, ``frames`` in all) as ``write_wav``'s WAV
+    at ``path``, under a temporary name renamed when complete (a process killed mid-write
+    never leaves a truncated file under ``path``); returns its (sha256, size).
+
+    For files events refer to by sha256 (chunks, converted chunks): the file is built in
+    memory, hashed there, written in one call, and never read back. Measured on an 18 s
+    mono chunk (3.2 MB, new files, median of 300): 3.4 ms against 5.4 ms for writing it
+    with libsndfile and hashing the file. It holds the whole file in memory: not for a
+    source of unbounded length. (Hashing on a thread while writing measured 2.5 ms against
+    3.1 alone, but gained nothing in the pipeline, where the pool processes run at nice 19
+    beside the AAC encoder: 7.1 against 6.7 ms from engine end to job end per chunk.)
+    """
+    buf = io.BytesIO()
+    with open_wav_writer(buf, sample_rate, channels, frames, subtype) as f:
+        for block in blocks:
+            f.write(block)
+    payload = buf.getbuffer()
+    digest = hashlib.sha256(payload).hexdigest()
+    final = Path(path)
+    tmp = temp_path(final)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return digest, len(payload)
+
+
+_hasher: ThreadPoolExecutor | None = None
+_hasher_lock = threading.Lock()
+
+
+def _forget_hasher() -> None:
+    """In a forked child: the parent's hashing thread is not there (work submitted to its
+    executor would wait forever), so the child starts its own."""
+    global _hasher, _hasher_lock
+    _hasher, _hasher_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_hasher)
+
+
+def sha256_soon(data: bytes | memoryview) -> Future[str]:
+    """The hex sha256 of ``data``, computed on a background thread while the caller goes on
+    (hashlib releases the GIL while it hashes a large buffer). ``data`` must not change
+    until the result is in."""
+    global _hasher
+    with _hasher_lock:
+        if _hasher is None:
+            _hasher = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    return _hasher.submit(lambda: hashlib.sha256(data).hexdigest())
+
+
+class CheckedRead:
+    """A file named in an event with its sha256 (a chunk), read once; the digest is computed
+    beside whatever the caller does next, and ``check()`` raises ``bad_chunks`` when it
+    differs. ``not_found`` when the file is gone."""
+
+    def __init__(self, path: str | os.PathLike[str], sha256: str) -> None:
+        self.path = Path(path)
+        try:
+            self.raw = self.path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise VoiceError("not_found", f"chunk file {path} is gone (task ended?)") from None
+        self._expected = sha256
+        self._digest = sha256_soon(self.raw)
+
+    def check(self) -> None:
+        if self._digest.result() != self._expected:
+            raise VoiceError("bad_chunks", f"{self.path.name} does not match its sha256")
 
 
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h

@@ -15,7 +15,6 @@ grow with the input's length (a 1-hour 44.1 kHz stereo file splits in well under
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import math
@@ -28,13 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from fabric.voice.audio import (
-    audio_info,
-    iter_blocks,
-    open_wav_writer,
-    sha256_file,
-    temp_path,
-)
+from fabric.voice.audio import audio_info, iter_blocks, write_wav_file
 from fabric.voice.errors import VoiceError
 
 __all__ = [
@@ -207,21 +200,13 @@ def write_chunk_file(
     out: Path, stem: str, span: Span, blocks: Iterable[np.ndarray], sample_rate: int,
     channels: int, subtype: str = "FLOAT",
 ) -> Chunk:  # fmt: skip
-    """Write a chunk's context range (``blocks``) to ``out/{stem}-{index:04d}.wav`` under a
-    temporary name, renamed when complete (a splitter killed mid-write never leaves a
-    truncated chunk under the final name); the sha256 is taken from the finished file."""
+    """Write a chunk's context range (``blocks``) to ``out/{stem}-{index:04d}.wav``
+    (``write_wav_file``: renamed when complete, so a splitter killed mid-write never leaves
+    a truncated chunk under the final name; hashed before it is written)."""
     final = out / f"{stem}-{span.index:04d}.wav"
-    tmp = temp_path(final)
-    try:
-        with open_wav_writer(tmp, sample_rate, channels, span.frames, subtype) as dst:
-            for block in blocks:
-                dst.write(block)
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return Chunk(index=span.index, path=str(final), sha256=sha256_file(final),
-                 size=final.stat().st_size, start=span.start, end=span.end,
+    sha256, size = write_wav_file(final, blocks, sample_rate, channels, span.frames, subtype)
+    return Chunk(index=span.index, path=str(final), sha256=sha256,
+                 size=size, start=span.start, end=span.end,
                  ctx_start=span.ctx_start, ctx_end=span.ctx_end, sample_rate=sample_rate,
                  channels=channels)  # fmt: skip
 

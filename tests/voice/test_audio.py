@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from fabric.voice.audio import extract_audio, open_wav_writer, probe, sha256_file, write_wav
+from fabric.voice.audio import (
+    CheckedRead,
+    extract_audio,
+    open_wav_writer,
+    probe,
+    sha256_file,
+    sha256_soon,
+    write_wav,
+    write_wav_file,
+)
 from fabric.voice.errors import VoiceError
 from fabric.voice.pipeline import convert_file
 from tests.voice import media
@@ -122,6 +134,52 @@ def test_written_audio_is_byte_reproducible(tmp_path: Path) -> None:
     second = extract_audio(video, tmp_path / "x2.wav")
     assert sha256_file(first.path) == sha256_file(second.path)
     assert b"Lavf" not in Path(first.path).read_bytes()[:400]
+
+
+def test_wav_file_built_in_memory_is_write_wavs_file(tmp_path: Path) -> None:
+    """``write_wav_file`` (chunks, converted chunks) writes the bytes ``write_wav`` writes,
+    in blocks or whole, and returns the sha256 and size of what is on disk; nothing else is
+    left in the folder (no temporary file)."""
+    sr = 22050
+    x = np.stack([media.vowel(0.7, sr), media.vowel(0.7, sr, f0=180.0)], axis=1)
+    write_wav(tmp_path / "ref.wav", x, sr)
+    out = tmp_path / "out"
+    out.mkdir()
+    whole = write_wav_file(out / "whole.wav", [x], sr, 2, len(x))
+    blocks = write_wav_file(out / "blocks.wav", [x[:1000], x[1000:5001], x[5001:]], sr, 2, len(x))
+    reference = (tmp_path / "ref.wav").read_bytes()
+    for name, (sha, size) in (("whole.wav", whole), ("blocks.wav", blocks)):
+        assert (out / name).read_bytes() == reference
+        assert (sha, size) == (sha256_file(out / name), len(reference))
+    assert sorted(p.name for p in out.iterdir()) == ["blocks.wav", "whole.wav"]
+
+
+def test_checked_read_refuses_a_changed_or_missing_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "c.wav"
+    sha, _ = write_wav_file(path, [np.zeros((100, 1), np.float32)], 8000, 1, 100)
+    good = CheckedRead(path, sha)
+    good.check()
+    assert good.raw == path.read_bytes()
+    with pytest.raises(VoiceError) as err:
+        CheckedRead(path, "0" * 64).check()
+    assert err.value.code == "bad_chunks"
+    path.unlink()
+    with pytest.raises(VoiceError) as err:
+        CheckedRead(path, sha)
+    assert err.value.code == "not_found"
+
+
+def _hash_in_child(data: bytes) -> str:
+    return sha256_soon(data).result(timeout=10)
+
+
+def test_sha256_soon_works_in_a_forked_child() -> None:
+    """A child forked after the parent started its hashing thread gets its own (the
+    parent's thread is not in the child: work queued to it would wait forever)."""
+    data = bytes(range(256)) * 64
+    assert sha256_soon(data).result() == hashlib.sha256(data).hexdigest()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        assert pool.submit(_hash_in_child, data).result(timeout=30) == sha256_soon(data).result()
 
 
 def test_files_past_4_gib_are_written_as_rf64(tmp_path: Path) -> None:

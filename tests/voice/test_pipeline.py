@@ -108,3 +108,25 @@ def test_process_chunk_in_a_process_pool_is_deterministic(tmp_path: Path) -> Non
     assert sha_a == sha_b == local[1] == sha256_file(pa)
     assert sf.info(pa).frames == sf.info(str(src)).frames and sf.info(pb).channels == 2
     assert 0 < secs_a < 30
+    # read once and checked against the event's sha256 while the engine runs: same output
+    checked = process_chunk(str(src), str(tmp_path / "checked.wav"), "world", options,
+                            sha256=sha256_file(src))  # fmt: skip
+    assert checked[1] == local[1] == sha256_file(tmp_path / "checked.wav")
+
+
+def test_process_chunk_writes_nothing_for_a_chunk_that_is_not_its_sha256(tmp_path: Path) -> None:
+    sr = 16000
+    src = media.write_wav(tmp_path / "c.wav", media.vowel(1.0, sr), sr)
+    out = tmp_path / "out" / "c.wav"
+    with pytest.raises(VoiceError) as err:
+        process_chunk(str(src), str(out), "world", {}, sha256="0" * 64)
+    assert err.value.code == "bad_chunks"
+    assert not out.exists() and not any(out.parent.glob("*"))
+    (tmp_path / "junk.wav").write_bytes(b"RIFF, but not audio")
+    with pytest.raises(VoiceError) as err:  # unreadable but as hashed: corrupt, not changed
+        process_chunk(str(tmp_path / "junk.wav"), str(out), "world", {},
+                      sha256=sha256_file(tmp_path / "junk.wav"))  # fmt: skip
+    assert err.value.code == "corrupt_audio"
+    with pytest.raises(VoiceError) as err:  # unreadable and not as hashed: changed
+        process_chunk(str(tmp_path / "junk.wav"), str(out), "world", {}, sha256="1" * 64)
+    assert err.value.code == "bad_chunks"
