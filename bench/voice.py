@@ -51,7 +51,8 @@ and the encoder, the pipeline's own CPU is what it can save: cross-process polli
 log (5 % of a core per idle process before the log's doorbell, 0.6 % after) and page faults
 of the engine's large arrays (``keep_freed_memory``). ``timeline_s``
 in the output says where the pipeline's wall time went (``split_s`` runs to ``voice.planned``,
-which comes after the last chunk is cut; the first chunk is out ~0.2 s after the request).
+which comes after the last chunk is cut; the first chunk is out ~0.1 s after the request:
+ffprobe and the decoder start together, and the splitter imports the engine when it starts).
 
 The machine is shared: ``load_average`` is printed with the figures; rerun when it is high.
 """
