@@ -25,7 +25,7 @@ import contextlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -114,132 +114,112 @@ def split_while_decoding(
     # The decoder starts before the probe: each starts an ffmpeg binary (~60 ms here), and
     # what it decodes meanwhile waits in the pipe until the plan, which needs the probe's
     # duration, can cut it.
+    with _decoder(media) as (proc, errors):
+        info = probe(media)
+        if not info.has_audio:
+            raise VoiceError("no_audio_stream", f"{Path(media).name} has no audio stream")
+        duration = info.audio_duration or info.duration
+        sr, channels = info.sample_rate, info.channels
+        # a margin: the decoded length differs from the container's by a frame or two
+        if not duration or not sr or not channels or duration <= threshold_seconds + 1.0:
+            return None
+        weights = chunk_weights(duration, chunk_seconds, taper)
+        count = len(weights)
+        unit = duration * sr / sum(weights)
+        align = max(1, align_for(sr)) if align_for is not None else 1
+        pad = round(context_seconds * sr)
+        window = max(1, round(rms_window_ms * sr / 1000))
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        final_source = Path(source)
+        tmp_source = temp_path(final_source)
+        blocks = _Blocks(channels)
+        cuts = [0]
+        chunks: list[Chunk] = []
+
+        def find_cuts(n: int | None) -> None:
+            while len(cuts) < count:
+                target, lo, hi = cut_search(weights, len(cuts), unit, cuts[-1], sr, search_seconds,
+                                            window)  # fmt: skip
+                if n is None and blocks.end < hi:
+                    return
+                if n is not None:
+                    hi = min(hi, n)
+                    if target >= n - window:
+                        raise VoiceError(
+                            "bad_chunks",
+                            f"the audio of {Path(media).name} ends at {n / sr:.3f} s, far before "
+                            f"its stated {duration:.3f} s",
+                        )
+                cuts.append(place_cut(blocks.mono, target, lo, hi, window))
+
+        def write_ready(n: int | None) -> None:
+            while len(chunks) < count:
+                k = len(chunks)
+                if k + 1 < len(cuts):
+                    a, b = cuts[k], cuts[k + 1]
+                elif n is not None and len(cuts) == count:
+                    a, b = cuts[k], n
+                else:
+                    return
+                ctx_start = max(0, a - pad) // align * align
+                ctx_end = b + pad if n is None else min(n, b + pad)
+                if n is None and blocks.end < ctx_end:
+                    return
+                span = Span(k, a, b, ctx_start, ctx_end)
+                data = blocks.read(ctx_start, ctx_end)
+                chunks.append(write_chunk_file(out, stem, span, [data], sr, channels))
+                if on_chunk is not None:
+                    on_chunk(chunks[-1], count)
+                if k + 1 < len(cuts):  # keep from the next chunk's context on
+                    blocks.drop_before(max(0, cuts[k + 1] - pad) // align * align)
+
+        frame_bytes = 4 * channels
+        try:
+            assert proc.stdout is not None
+            with open_wav_writer(tmp_source, sr, channels, round(duration * sr)) as whole:
+                rest = b""
+                while raw := proc.stdout.read(BLOCK_FRAMES * frame_bytes):
+                    raw = rest + raw
+                    usable = len(raw) - len(raw) % frame_bytes
+                    rest = raw[usable:]
+                    block = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)
+                    whole.write(block)
+                    blocks.append(block)
+                    find_cuts(None)
+                    write_ready(None)
+            if proc.wait() != 0:
+                errors.seek(0)
+                raise VoiceError(
+                    "corrupt_audio",
+                    f"ffmpeg cannot decode {Path(media).name}: {stderr_tail(errors.read())}",
+                )
+            n = blocks.end
+            if n == 0:
+                raise VoiceError(
+                    "empty_audio", f"the audio stream of {Path(media).name} holds no samples"
+                )
+            find_cuts(n)
+            write_ready(n)
+            os.replace(tmp_source, final_source)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_source.unlink()
+        return AudioInfo(str(final_source), n, sr, channels, "FLOAT"), chunks
+
+
+@contextlib.contextmanager
+def _decoder(media: str | os.PathLike[str]) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+    """ffmpeg decoding the first audio stream of ``media`` to float32 on its stdout, and the
+    file its stderr goes to; killed on the way out if still running."""
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-i", str(media)]
     cmd += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors,
                                 stdin=subprocess.DEVNULL)  # fmt: skip
         try:
-            info = probe(media)
-            if not info.has_audio:
-                raise VoiceError("no_audio_stream", f"{Path(media).name} has no audio stream")
-            duration = info.audio_duration or info.duration
-            sr, channels = info.sample_rate, info.channels
-            # a margin: the decoded length differs from the container's by a frame or two
-            if not duration or not sr or not channels or duration <= threshold_seconds + 1.0:
-                return None
-            return _cut_while_decoding(
-                proc, errors, media, source, out_dir, duration, sr, channels,
-                chunk_seconds=chunk_seconds, context_seconds=context_seconds,
-                search_seconds=search_seconds, rms_window_ms=rms_window_ms,
-                align_for=align_for, taper=taper, on_chunk=on_chunk, stem=stem,
-            )  # fmt: skip
+            yield proc, errors
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-def _cut_while_decoding(
-    proc: subprocess.Popen[bytes],
-    errors: IO[bytes],
-    media: str | os.PathLike[str],
-    source: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    duration: float,
-    sr: int,
-    channels: int,
-    *,
-    chunk_seconds: float,
-    context_seconds: float,
-    search_seconds: float,
-    rms_window_ms: float,
-    align_for: Callable[[int], int] | None,
-    taper: float,
-    on_chunk: OnChunk | None,
-    stem: str,
-) -> tuple[AudioInfo, list[Chunk]]:
-    """``split_while_decoding`` once the probe has said what ``proc`` decodes."""
-    weights = chunk_weights(duration, chunk_seconds, taper)
-    count = len(weights)
-    unit = duration * sr / sum(weights)
-    align = max(1, align_for(sr)) if align_for is not None else 1
-    pad = round(context_seconds * sr)
-    window = max(1, round(rms_window_ms * sr / 1000))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    final_source = Path(source)
-    tmp_source = temp_path(final_source)
-    blocks = _Blocks(channels)
-    cuts = [0]
-    chunks: list[Chunk] = []
-
-    def find_cuts(n: int | None) -> None:
-        while len(cuts) < count:
-            target, lo, hi = cut_search(weights, len(cuts), unit, cuts[-1], sr, search_seconds,
-                                        window)  # fmt: skip
-            if n is None and blocks.end < hi:
-                return
-            if n is not None:
-                hi = min(hi, n)
-                if target >= n - window:
-                    raise VoiceError(
-                        "bad_chunks",
-                        f"the audio of {Path(media).name} ends at {n / sr:.3f} s, far before "
-                        f"its stated {duration:.3f} s",
-                    )
-            cuts.append(place_cut(blocks.mono, target, lo, hi, window))
-
-    def write_ready(n: int | None) -> None:
-        while len(chunks) < count:
-            k = len(chunks)
-            if k + 1 < len(cuts):
-                a, b = cuts[k], cuts[k + 1]
-            elif n is not None and len(cuts) == count:
-                a, b = cuts[k], n
-            else:
-                return
-            ctx_start = max(0, a - pad) // align * align
-            ctx_end = b + pad if n is None else min(n, b + pad)
-            if n is None and blocks.end < ctx_end:
-                return
-            span = Span(k, a, b, ctx_start, ctx_end)
-            data = blocks.read(ctx_start, ctx_end)
-            chunks.append(write_chunk_file(out, stem, span, [data], sr, channels))
-            if on_chunk is not None:
-                on_chunk(chunks[-1], count)
-            if k + 1 < len(cuts):  # keep from the next chunk's context on
-                blocks.drop_before(max(0, cuts[k + 1] - pad) // align * align)
-
-    frame_bytes = 4 * channels
-    try:
-        assert proc.stdout is not None
-        with open_wav_writer(tmp_source, sr, channels, round(duration * sr)) as whole:
-            rest = b""
-            while raw := proc.stdout.read(BLOCK_FRAMES * frame_bytes):
-                raw = rest + raw
-                usable = len(raw) - len(raw) % frame_bytes
-                rest = raw[usable:]
-                block = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)
-                whole.write(block)
-                blocks.append(block)
-                find_cuts(None)
-                write_ready(None)
-        if proc.wait() != 0:
-            errors.seek(0)
-            raise VoiceError(
-                "corrupt_audio",
-                f"ffmpeg cannot decode {Path(media).name}: {stderr_tail(errors.read())}",
-            )
-        n = blocks.end
-        if n == 0:
-            raise VoiceError(
-                "empty_audio", f"the audio stream of {Path(media).name} holds no samples"
-            )
-        find_cuts(n)
-        write_ready(n)
-        os.replace(tmp_source, final_source)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_source.unlink()
-    return AudioInfo(str(final_source), n, sr, channels, "FLOAT"), chunks
