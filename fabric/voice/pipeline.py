@@ -43,7 +43,8 @@ from fabric.voice.audio import (
     audio_info,
     extract_audio,
     temp_path,
-    write_wav_file,
+    wav_bytes,
+    write_atomic,
 )
 from fabric.voice.engines import VoiceEngine, get_engine
 from fabric.voice.errors import VoiceError
@@ -97,8 +98,8 @@ def process_chunk(
     options: Mapping[str, Any],
     keep: tuple[int, int] | None = None,
     sha256: str | None = None,
-) -> tuple[str, str, float]:
-    """Convert one chunk file with an engine; returns (out_path, sha256, engine_seconds).
+) -> tuple[str, float]:
+    """Convert one chunk file with an engine; returns (out_path, engine_seconds).
 
     ``keep``: the frames of the chunk whose conversion the join uses (``Span.keep``); the
     engine may leave the rest silent. ``sha256``: the chunk's digest from its event. The
@@ -111,6 +112,7 @@ def process_chunk(
     and a redelivered chunk simply overwrites with identical bytes (engines are
     deterministic). ``engine_seconds`` is the time spent in ``process`` alone (what
     ``engine_rtf`` and ``overhead_pct`` are computed from), excluding file I/O and loading.
+    The output is not hashed here: a voice worker hashes it beside the next conversion.
     """
     engine = load_engine(engine_name, options)
     checked = CheckedRead(chunk_path, sha256) if sha256 is not None else None
@@ -138,8 +140,8 @@ def process_chunk(
     converted = converted.reshape(data.shape)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sha256, _size = write_wav_file(out, [converted], rate, data.shape[1], len(converted))
-    return str(out), sha256, engine_seconds
+    write_atomic(out, wav_bytes([converted], rate, data.shape[1], len(converted)))
+    return str(out), engine_seconds
 
 
 def separate_chunk(chunk_path: str, out_dir: str, config: SeparationConfig) -> tuple[str, str, str]:
@@ -229,7 +231,7 @@ def convert_file(
             voice_in = vocals
             step("separate", t0)
         t0 = time.perf_counter()
-        out, _sha, seconds = process_chunk(
+        out, seconds = process_chunk(
             voice_in, str(work / "converted" / f"chunk-{chunk.index:04d}.wav"), engine, options,
             keep=chunk.span.keep(join_reach(chunk.sample_rate)),
         )  # fmt: skip
