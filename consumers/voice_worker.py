@@ -116,9 +116,14 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha256(path: str) -> str:
-    """A converted chunk's sha256 (hashlib alone: this process never imports numpy)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """A converted chunk's sha256 (hashlib alone: this process never imports numpy);
+    ``not_found`` when the task ended (its work directory removed) since it was written."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise VoiceError("not_found", f"the converted chunk {path} is gone (the task "
+                         "ended)") from None  # fmt: skip
 
 
 def _ended(chunk: Path) -> None:
@@ -289,6 +294,9 @@ def consumer(app: App) -> Consumer:
         )
         try:
             result = await pool.run(job)
+            # Hashed here, not in the pool process: there the next chunk's conversion waited
+            # for it (~1.8 ms per 18 s chunk); this process has little else to do.
+            sha256 = await asyncio.to_thread(_sha256, result["path"])
         except VoiceError as exc:
             log.warning(
                 "chunk failed",
@@ -305,9 +313,6 @@ def consumer(app: App) -> Consumer:
             ctx.emit("chunk.failed", {**base, "code": "worker_error",
                                       "message": f"{type(exc).__name__}: {exc}"})  # fmt: skip
             return
-        # Hashed here, not in the pool process: there the next chunk's conversion waited for
-        # it (~1.8 ms per 18 s chunk); this process has little else to do.
-        sha256 = await asyncio.to_thread(_sha256, result["path"])
         ctx.emit("chunk.converted", {
             **base, "path": result["path"], "sha256": sha256, "size": result["size"],
             "engine_seconds": round(result["engine_seconds"], 6), "worker": WORKER_ID,

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from consumers.voice_worker import VoicePool
+from consumers.voice_worker import VoicePool, _sha256
+from fabric.voice.audio import sha256_file
+from fabric.voice.errors import VoiceError
 
 
 async def test_cpu_pool_processes_run_at_the_configured_lower_priority() -> None:
@@ -48,3 +52,16 @@ async def test_cpu_pool_processes_keep_freed_memory_for_the_next_chunk() -> None
         default = plain.apply(_mb_kept_after_free)
     assert default < 8  # unmapped on free: the next array faults its pages in again
     assert kept > 56
+
+
+def test_worker_hashes_the_converted_file_or_reports_it_gone(tmp_path: Path) -> None:
+    """The worker process hashes each converted chunk (the pool process no longer does); a
+    file removed with its task's work directory before that is ``not_found``, which ends
+    the chunk like the pool's own ``not_found`` does, instead of a retried crash."""
+    out = tmp_path / "chunk-0000.wav"
+    out.write_bytes(os.urandom(3 << 20))
+    assert _sha256(str(out)) == sha256_file(out)
+    out.unlink()
+    with pytest.raises(VoiceError) as err:
+        _sha256(str(out))
+    assert err.value.code == "not_found"
