@@ -126,6 +126,7 @@ def process_chunk(
             checked.check()  # bytes that are not the chunk's: that, not "corrupt"
             name = Path(chunk_path).name
             raise VoiceError("corrupt_audio", f"cannot read {name}: {exc}") from exc
+        checked.release()  # not kept beside the engine's arrays
     samples = data[:, 0] if data.shape[1] == 1 else data
     t0 = time.perf_counter()
     converted = engine.process(samples, rate, keep=keep)
