@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import ctypes
 import functools
-import hashlib
 import itertools
 import logging
 import multiprocessing
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fabric.events import Event
+from fabric.files import sha256_file
 from fabric.runtime import Consumer, Context, Runtime
 from fabric.voice.errors import VoiceError
 
@@ -116,11 +116,10 @@ def convert_chunk(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha256(path: str) -> str:
-    """A converted chunk's sha256 (hashlib alone: this process never imports numpy);
+    """A converted chunk's sha256 (``fabric.files``: this process never imports numpy);
     ``not_found`` when the task ended (its work directory removed) since it was written."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return sha256_file(path)
     except FileNotFoundError:
         raise VoiceError("not_found", f"the converted chunk {path} is gone (the task "
                          "ended)") from None  # fmt: skip

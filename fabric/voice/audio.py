@@ -21,13 +21,13 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
 
+from fabric.files import sha256_file
 from fabric.voice.errors import VoiceError
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "probe",
     "run_tool",
     "sha256_file",
-    "sha256_soon",
     "stderr_tail",
     "temp_path",
     "wav_bytes",
@@ -308,35 +307,11 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes | memoryview) -> N
             tmp.unlink()
 
 
-_hasher: ThreadPoolExecutor | None = None
-_hasher_lock = threading.Lock()
-
-
-def _forget_hasher() -> None:
-    """In a forked child: the parent's hashing thread is not there (work submitted to its
-    executor would wait forever), so the child starts its own."""
-    global _hasher, _hasher_lock
-    _hasher, _hasher_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_hasher)
-
-
-def sha256_soon(data: bytes | memoryview) -> Future[str]:
-    """The hex sha256 of ``data``, computed on a background thread while the caller goes on
-    (hashlib releases the GIL while it hashes a large buffer). ``data`` must not change
-    until the result is in."""
-    global _hasher
-    with _hasher_lock:
-        if _hasher is None:
-            _hasher = ThreadPoolExecutor(1, thread_name_prefix="sha256")
-    return _hasher.submit(lambda: hashlib.sha256(data).hexdigest())
-
-
 class CheckedRead:
     """A file named in an event with its sha256 (a chunk), read once; the digest is computed
-    beside whatever the caller does next, and ``check()`` raises ``bad_chunks`` when it
-    differs. ``not_found`` when the file is gone."""
+    on a thread of its own beside whatever the caller does next (hashlib releases the GIL
+    while it hashes a large buffer), and ``check()`` raises ``bad_chunks`` when it differs.
+    ``not_found`` when the file is gone."""
 
     def __init__(self, path: str | os.PathLike[str], sha256: str) -> None:
         self.path = Path(path)
@@ -345,7 +320,13 @@ class CheckedRead:
         except (FileNotFoundError, IsADirectoryError):
             raise VoiceError("not_found", f"chunk file {path} is gone (task ended?)") from None
         self._expected = sha256
-        self._digest = sha256_soon(self.raw)
+        self._digest: str | None = None
+        self._hashing = threading.Thread(target=self._hash, args=(self.raw,), daemon=True,
+                                         name="sha256")  # fmt: skip
+        self._hashing.start()
+
+    def _hash(self, raw: bytes) -> None:
+        self._digest = hashlib.sha256(raw).hexdigest()
 
     def release(self) -> None:
         """Drop the bytes once decoded (up to ~100 MB for 5 minutes of stereo); the hashing
@@ -353,7 +334,8 @@ class CheckedRead:
         self.raw = b""
 
     def check(self) -> None:
-        if self._digest.result() != self._expected:
+        self._hashing.join()
+        if self._digest != self._expected:
             raise VoiceError("bad_chunks", f"{self.path.name} does not match its sha256")
 
 
@@ -376,15 +358,6 @@ def _no_peak_chunk(f: sf.SoundFile) -> None:
     )
     if snd is not None and ffi is not None and handle is not None:
         snd.sf_command(handle, _SFC_SET_ADD_PEAK_CHUNK, ffi.NULL, 0)
-
-
-def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read 1 MiB at a time (events carry it, never the bytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(block), b""):
-            h.update(piece)
-    return h.hexdigest()
 
 
 def iter_blocks(f: sf.SoundFile, start: int, stop: int, block: int = BLOCK_FRAMES) -> Iterator[Any]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import subprocess
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,6 @@ from fabric.voice.audio import (
     open_wav_writer,
     probe,
     sha256_file,
-    sha256_soon,
     write_wav,
     write_wav_file,
 )
@@ -167,19 +163,6 @@ def test_checked_read_refuses_a_changed_or_missing_chunk(tmp_path: Path) -> None
     with pytest.raises(VoiceError) as err:
         CheckedRead(path, sha)
     assert err.value.code == "not_found"
-
-
-def _hash_in_child(data: bytes) -> str:
-    return sha256_soon(data).result(timeout=10)
-
-
-def test_sha256_soon_works_in_a_forked_child() -> None:
-    """A child forked after the parent started its hashing thread gets its own (the
-    parent's thread is not in the child: work queued to it would wait forever)."""
-    data = bytes(range(256)) * 64
-    assert sha256_soon(data).result() == hashlib.sha256(data).hexdigest()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        assert pool.submit(_hash_in_child, data).result(timeout=30) == sha256_soon(data).result()
 
 
 def test_files_past_4_gib_are_written_as_rf64(tmp_path: Path) -> None:
