@@ -17,6 +17,17 @@ chunk to the finished video from 1.7-2.5 s to 0.6-1.3 s (bench/voice.py ``timeli
 engine (12 s of encoding against 26 s of engine per 6 minutes), nice 5 left it behind:
 tails 0.93, 0.99 and 3.2 s, against 0.90 and 1.70 at nice 10 and 0.43-0.96 (5 runs) at 19.
 
+Pool processes are not pinned to cores. Tried (stop 18): each pool process claimed a free core
+with an ``flock`` and kept it. Two engines pinned side by side spend what one spends alone
+(``bench/voice_engine.py``, 120 s each: 0.93-1.05x), and pinned in the pipeline they spent
+0.95-1.05x the unchunked engine's core-seconds (mean 1.016, 8 runs) against 0.99-1.15x
+floating (mean 1.049). But chunks reach workers by partition (chunk ``i`` to worker
+``i mod 2``), and a pinned engine cannot leave the core where the encoder happens to run:
+in 1 run of 8 one worker fell behind and the other core idled for 3.5 core-seconds. Speedup
+(bench/voice.py, pairs alternated): pinned 1.69-1.88 (mean 1.834), floating 1.67-1.95
+(mean 1.814), within the noise. A 1 MB pipe to the encoder (fewer wake-ups, so fewer
+preemptions of the engines) did as little: 1.71-2.04 against 1.66-2.08, 6 pairs each.
+
 A chunk is never lost or done twice, even when a worker is killed mid-chunk:
 
 * the ``chunk.ready`` record is committed only after ``chunk.converted`` is staged with the
