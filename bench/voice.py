@@ -55,10 +55,10 @@ which comes after the last chunk is cut; the first chunk is out ~0.1 s after the
 ffprobe and the decoder start together, and the splitter imports the engine when it starts).
 
 The machine is shared: ``load_average`` is printed with the figures; rerun when it is high.
-Its speed also drifts within a run, and a pair's two halves are ~40 s apart: in stop 18, 20
-pairs (``speedup_runs``) on unchanged code ranged 1.64-2.08 (median 1.83), the highest above
-the 2.0 two cores allow, so a single pair, or a change worth 1-2 %, says little; compare
-alternated runs, and core-seconds (``cpu_s``) rather than walls.
+Its speed also drifts within a run, and one pair (unchunked, then 2 workers) spans ~40 s: in
+stop 18, 20 pairs (``speedup_runs``) on unchanged code ranged 1.64-2.08 (median 1.83), the
+highest above the 2.0 two cores allow, so a single pair, or a change worth 1-2 %, says
+little; compare alternated runs, and core-seconds (``cpu_s``) rather than walls.
 """
 
 from __future__ import annotations
